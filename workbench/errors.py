@@ -1,0 +1,49 @@
+"""The package's own error types: every error a user can cause is one of these."""
+
+
+class WorkbenchError(Exception):
+    """Base class of every error the workbench raises on purpose."""
+
+
+class NotFoundError(WorkbenchError, LookupError):
+    """A project, data set, configuration, model, job or user that does not exist."""
+
+
+class ValidationError(WorkbenchError, ValueError):
+    """Input that cannot be used as given: a bad file, a missing column, a bad parameter."""
+
+
+class CatalogBusyError(WorkbenchError):
+    """The catalog stayed locked by another process for longer than the allowed wait."""
+
+
+class ModelFileError(WorkbenchError):
+    """A model file that cannot be trusted or read. Subclasses say why."""
+
+
+class NotAModelFileError(ModelFileError):
+    """The file does not start with the workbench model magic bytes."""
+
+
+class TruncatedModelFileError(ModelFileError):
+    """The file ends before its declared header or payload does."""
+
+
+class OversizedModelFileError(ModelFileError):
+    """The file or one of its sections is larger than the allowed maximum."""
+
+
+class UnknownKeyError(ModelFileError):
+    """The file was signed with a key id that none of the configured keys has."""
+
+
+class SignatureMismatchError(ModelFileError):
+    """The HMAC does not match: the file was altered or signed with another key."""
+
+
+class ForbiddenPickleError(ModelFileError):
+    """A correctly signed payload refers to something outside the unpickling allow-list."""
+
+
+class JobFailedError(WorkbenchError):
+    """A background job ended in FAILURE."""
