@@ -25,6 +25,10 @@ class NotAModelFileError(ModelFileError):
     """The file does not start with the workbench model magic bytes."""
 
 
+class UnsupportedModelVersionError(ModelFileError):
+    """The file has the model magic bytes but a format version this workbench cannot read."""
+
+
 class TruncatedModelFileError(ModelFileError):
     """The file ends before its declared header or payload does."""
 

@@ -126,8 +126,18 @@ MIGRATIONS: list[str] = [
         best_score DOUBLE,
         best_configuration_id INTEGER,
         model_id INTEGER,
-        trials VARCHAR NOT NULL DEFAULT '[]',
         created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    CREATE TABLE tuning_trials (
+        tuning_job_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        algorithm VARCHAR,
+        params VARCHAR NOT NULL DEFAULT '{}',
+        score DOUBLE,
+        seconds DOUBLE,
+        state VARCHAR NOT NULL,
+        worker INTEGER,
+        logged_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
     CREATE TABLE models (
         id INTEGER PRIMARY KEY DEFAULT nextval('model_ids'),
@@ -153,7 +163,7 @@ MIGRATIONS: list[str] = [
 ]
 
 JSON_COLUMNS = frozenset(
-    {"dropped", "columns", "params", "request", "result", "algorithms", "split", "trials",
+    {"dropped", "columns", "params", "request", "result", "algorithms", "split",
      "metrics", "stats"}
 )
 

@@ -1,0 +1,24 @@
+"""Rec Workbench: turn interaction logs into tuned, signed, compared and retrained recommenders.
+
+    import workbench as wb
+    ws = wb.open()          # data/workbench.duckdb under the home folder, created if absent
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    CatalogBusyError,
+    JobFailedError,
+    ModelFileError,
+    NotFoundError,
+    ValidationError,
+    WorkbenchError,
+)
+from .workspace import Workspace, open_workspace  # noqa: E402
+
+open = open_workspace  # noqa: A001  (wb.open(), as in the design)
+
+__all__ = [
+    "CatalogBusyError", "JobFailedError", "ModelFileError", "NotFoundError", "ValidationError",
+    "WorkbenchError", "Workspace", "open", "open_workspace",
+]

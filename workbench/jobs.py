@@ -1,0 +1,254 @@
+"""Background jobs: status, progress, task log, worker processes and crash recovery.
+
+A job is a catalog row. Its work runs either in the caller's process (foreground) or in a
+detached worker process (`python -m workbench.jobs HOME JOB_ID`) that outlives the kernel
+which started it. The worker reports status, progress and log lines through short catalog
+transactions; anyone may read them. A RUNNING job whose process is gone is marked FAILURE the
+next time anyone looks, together with the models and tuning jobs it was producing.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import psutil
+
+from .errors import JobFailedError, WorkbenchError
+from .store import Catalog
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+PENDING, RUNNING, SUCCESS, FAILURE, CANCELLED = "PENDING", "RUNNING", "SUCCESS", "FAILURE", "CANCELLED"
+FINISHED = frozenset({SUCCESS, FAILURE, CANCELLED})
+
+
+class JobCancelled(WorkbenchError):
+    """Raised inside a job's work when someone asked for it to stop."""
+
+
+def create_job(catalog: Catalog, kind: str, project_id: int | None, request: dict) -> int:
+    return catalog.insert("jobs", {"kind": kind, "project_id": project_id, "request": request})
+
+
+class Reporter:
+    """What a job's work uses to report progress and log lines, and to learn of a cancel."""
+
+    def __init__(self, catalog: Catalog, job_id: int, min_interval: float = 0.5) -> None:
+        self.catalog = catalog
+        self.job_id = job_id
+        self.min_interval = min_interval
+        self._last_progress = 0.0
+
+    def progress(self, fraction: float, step: str = "", force: bool = False) -> None:
+        """Record progress; calls closer together than `min_interval` are dropped unless forced."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.min_interval:
+            return
+        self._last_progress = now
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        self.catalog.update("jobs", self.job_id, {"progress": fraction, "step": step})
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self.catalog.insert("job_logs", {"job_id": self.job_id, "level": level, "message": message})
+
+    def cancel_requested(self) -> bool:
+        row = self.catalog.query("SELECT cancel_requested FROM jobs WHERE id = ?", [self.job_id])
+        return bool(row and row[0]["cancel_requested"])
+
+    def check_cancelled(self) -> None:
+        if self.cancel_requested():
+            raise JobCancelled(f"Job {self.job_id} was cancelled.")
+
+
+def _process_identity() -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "process_started": psutil.Process().create_time(),
+    }
+
+
+def run_job(catalog: Catalog, job_id: int, work: Callable[[Reporter], dict | None]) -> dict:
+    """Run `work` as job `job_id` in this process, recording its whole life in the catalog."""
+    catalog.update(
+        "jobs", job_id,
+        {"status": RUNNING, "started_at": pd.Timestamp.now().to_pydatetime(), **_process_identity()},
+    )
+    reporter = Reporter(catalog, job_id)
+    try:
+        result = work(reporter) or {}
+    except JobCancelled as error:
+        finish_job(catalog, job_id, CANCELLED, str(error))
+        reporter.log(str(error), "WARNING")
+        raise
+    except BaseException as error:  # the job must end recorded, whatever happened
+        reason = _describe(error)
+        finish_job(catalog, job_id, FAILURE, reason)
+        reporter.log(reason, "ERROR")
+        if not isinstance(error, WorkbenchError):
+            reporter.log(traceback.format_exc(), "DEBUG")
+        raise
+    catalog.update(
+        "jobs", job_id,
+        {"status": SUCCESS, "progress": 1.0, "result": result,
+         "finished_at": pd.Timestamp.now().to_pydatetime()},
+    )
+    return result
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, WorkbenchError):
+        return str(error)
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrupted."
+    return f"{type(error).__name__}: {error}"
+
+
+def finish_job(catalog: Catalog, job_id: int, status: str, reason: str) -> None:
+    """End a job as FAILURE or CANCELLED, together with the models and tuning it produced."""
+
+    def work(con) -> None:
+        con.execute(
+            "UPDATE jobs SET status = ?, error = ?, finished_at = current_timestamp WHERE id = ?",
+            [status, reason, job_id],
+        )
+        con.execute(
+            "UPDATE models SET status = 'FAILURE' WHERE job_id = ? AND status IN ('PENDING', 'RUNNING')",
+            [job_id],
+        )
+
+    catalog.run(work)
+
+
+def start_worker(home: Path, catalog_path: Path, job_id: int) -> int:
+    """Start a detached worker process for the job; return its pid."""
+    log_dir = Path(catalog_path).parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"job-{job_id}.log", "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workbench.jobs", str(catalog_path), str(job_id)],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=str(home),
+        )
+    return process.pid
+
+
+def is_alive(job: dict) -> bool:
+    """Whether the process recorded for a RUNNING job still exists (same host only)."""
+    if job.get("host") and job["host"] != socket.gethostname():
+        return True  # cannot judge another machine's processes
+    if not job.get("pid"):
+        return True  # not started yet
+    try:
+        process = psutil.Process(job["pid"])
+        alive = process.status() != psutil.STATUS_ZOMBIE
+        started = job.get("process_started")
+        return alive and (started is None or abs(process.create_time() - started) < 1.0)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap_dead_jobs(catalog: Catalog, models_dir: Path | None = None) -> list[int]:
+    """Mark RUNNING jobs whose process died as FAILURE; remove their temp model files."""
+    running = catalog.query("SELECT * FROM jobs WHERE status = 'RUNNING' AND pid IS NOT NULL")
+    dead = [job for job in running if not is_alive(job)]
+    for job in dead:
+        finish_job(catalog, job["id"], FAILURE, f"The worker process {job['pid']} died.")
+        if models_dir is not None and Path(models_dir).exists():
+            for temp in Path(models_dir).glob(f"*/.*.tmp-{job['pid']}-*"):
+                temp.unlink(missing_ok=True)
+    return [job["id"] for job in dead]
+
+
+class Job:
+    """A handle on a job: status, progress, log, wait and cancel."""
+
+    def __init__(self, workspace: "Workspace", job_id: int) -> None:
+        self.workspace = workspace
+        self.id = int(job_id)
+
+    def __repr__(self) -> str:
+        record = self.record
+        return f"<Job {self.id} {record['kind']} {record['status']} {record['progress']:.0%}>"
+
+    @property
+    def record(self) -> dict:
+        reap_dead_jobs(self.workspace.catalog, self.workspace.models_dir)
+        return self.workspace.catalog.get("jobs", self.id, "job")
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    @property
+    def progress(self) -> dict:
+        record = self.record
+        return {"fraction": record["progress"], "step": record["step"]}
+
+    @property
+    def error(self) -> str | None:
+        return self.record["error"]
+
+    @property
+    def result(self) -> dict:
+        return self.record["result"]
+
+    def log(self, after_id: int = 0) -> pd.DataFrame:
+        return task_log(self.workspace.catalog, job_id=self.id, after_id=after_id)
+
+    def cancel(self) -> None:
+        self.workspace.catalog.update("jobs", self.id, {"cancel_requested": True})
+
+    def wait(self, timeout: float | None = None, poll: float = 0.2, raise_on_failure: bool = True) -> "Job":
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.record
+            if record["status"] in FINISHED:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Job {self.id} is still {record['status']} after {timeout} s.")
+            time.sleep(poll)
+        if raise_on_failure and record["status"] != SUCCESS:
+            raise JobFailedError(f"Job {self.id} ended {record['status']}: {record['error']}")
+        return self
+
+    def _repr_html_(self) -> str:
+        record = self.record
+        return (
+            f"<b>Job {self.id}</b> ({html.escape(record['kind'])}): {record['status']}, "
+            f"{record['progress']:.0%} {html.escape(record['step'])}"
+            + (f"<br><span style='color:#b00'>{html.escape(record['error'])}</span>" if record["error"] else "")
+        )
+
+
+def task_log(catalog: Catalog, job_id: int, after_id: int = 0) -> pd.DataFrame:
+    return catalog.query_df(
+        "SELECT id, logged_at, level, message FROM job_logs WHERE job_id = ? AND id > ? ORDER BY id",
+        [job_id, after_id],
+    )
+
+
+def _worker_main(catalog_path: str, job_id: str) -> int:
+    from .workspace import Workspace
+
+    workspace = Workspace(catalog_path)
+    try:
+        workspace.run_job(int(job_id))
+    except BaseException:  # already recorded in the catalog by run_job
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(*sys.argv[1:3]))

@@ -1,0 +1,194 @@
+"""Recommendations from a loaded model: known users, new-user profiles, batches, samples."""
+
+from __future__ import annotations
+
+import html
+import random
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sps
+from irspack.utils.id_mapping import retrieve_recommend_from_score
+
+from .errors import NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+BATCH_USERS = 2048
+
+
+class Recommendations(list):
+    """A list of `{"item_id", "score"}` dicts; `unknown_items` lists profile ids the model ignored."""
+
+    def __init__(self, rows: Iterable[dict], unknown_items: list | None = None) -> None:
+        super().__init__(rows)
+        self.unknown_items = unknown_items or []
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self), columns=list(self[0]) if self else ["item_id", "score"])
+
+    def _repr_html_(self) -> str:
+        note = (f"<p>Ignored unknown items: {html.escape(str(self.unknown_items))}</p>" if self.unknown_items else "")
+        return note + self.to_frame().to_html(index=False)
+
+
+class _IdIndex:
+    """Id -> row lookup that forgives '42' for 42 and 42 for '42'."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = np.asarray(ids)
+        self.integer = self.ids.dtype.kind in "iu"
+        self.index = {value: position for position, value in enumerate(self.ids.tolist())}
+
+    def get(self, value: Any) -> int | None:
+        position = self.index.get(value)
+        if position is None:
+            try:
+                position = self.index.get(int(value) if self.integer else str(value))
+            except (TypeError, ValueError):
+                return None
+        return position
+
+
+class Recommender:
+    """A verified, loaded model with id mappings. Made by `Workspace.load_model`."""
+
+    def __init__(self, model: dict, header: dict, recommender: Any, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+        self.model = model
+        self.header = header
+        self.recommender = recommender
+        self.user_ids = np.asarray(user_ids)
+        self.item_ids = np.asarray(item_ids)
+        self._users = _IdIndex(self.user_ids)
+        self._items = _IdIndex(self.item_ids)
+
+    def __repr__(self) -> str:
+        return (f"<Recommender model {self.model['id']} {self.header['algorithm']}: "
+                f"{len(self.user_ids):,} users x {len(self.item_ids):,} items>")
+
+    def _user_index(self, user_id: Any) -> int:
+        index = self._users.get(user_id)
+        if index is None:
+            raise NotFoundError(
+                f"User {user_id!r} is not in model {self.model['id']}'s training data; "
+                "use recommend_for_profile(item_ids) for a new user."
+            )
+        return index
+
+    def _top(self, scores: np.ndarray, cutoff: int) -> list[dict]:
+        cutoff = _check_cutoff(cutoff)
+        finite = np.isfinite(scores)
+        k = min(cutoff, int(finite.sum()))
+        if k == 0:
+            return []
+        candidates = np.where(finite, scores, -np.inf)
+        top = np.argpartition(-candidates, k - 1)[:k] if k < len(candidates) else np.arange(len(candidates))
+        top = top[np.argsort(-candidates[top], kind="stable")][:k]
+        return [{"item_id": _plain(self.item_ids[i]), "score": float(scores[i])} for i in top]
+
+    def recommend(self, user_id: Any, cutoff: int = 10) -> Recommendations:
+        """Top items for a user seen in training, their own items excluded."""
+        index = self._user_index(user_id)
+        scores = self.recommender.get_score_remove_seen(np.array([index], dtype=np.int64))[0]
+        return Recommendations(self._top(scores, cutoff))
+
+    def profile(self, user_id: Any) -> list:
+        """The items a known user interacted with in the training data."""
+        row = self.recommender.X_train_all[self._user_index(user_id)]
+        return [_plain(self.item_ids[i]) for i in row.indices]
+
+    def recommend_for_profile(self, item_ids: Iterable[Any], cutoff: int = 10) -> Recommendations:
+        """Top items for a new user who interacted with `item_ids` (unknown ids ignored, reported)."""
+        known, unknown = [], []
+        for item_id in item_ids:
+            index = self._items.get(item_id)
+            (unknown if index is None else known).append(item_id if index is None else index)
+        known = sorted(set(known))
+        profile = sps.csr_matrix(
+            (np.ones(len(known)), (np.zeros(len(known), dtype=np.int64), np.array(known, dtype=np.int64))),
+            shape=(1, len(self.item_ids)),
+        )
+        scores = self.recommender.get_score_cold_user_remove_seen(profile)[0]
+        return Recommendations(self._top(np.asarray(scores, dtype=np.float64), cutoff), unknown_items=unknown)
+
+    def recommend_many(self, user_ids: Iterable[Any] | None = None, cutoff: int = 10) -> pd.DataFrame:
+        """Top items for many known users (all when None): columns user_id, rank, item_id, score."""
+        cutoff = _check_cutoff(cutoff)
+        indices = (np.arange(len(self.user_ids)) if user_ids is None
+                   else np.array([self._user_index(u) for u in user_ids], dtype=np.int64))
+        users, ranks, items, scores = [], [], [], []
+        for start in range(0, len(indices), BATCH_USERS):
+            block = indices[start:start + BATCH_USERS]
+            score = np.ascontiguousarray(self.recommender.get_score_remove_seen(block))
+            if score.dtype not in (np.float32, np.float64):
+                score = score.astype(np.float64)
+            for user_index, recs in zip(block, retrieve_recommend_from_score(score, [], cutoff, n_threads=2)):
+                for rank, (item_index, value) in enumerate(recs, start=1):
+                    users.append(user_index)
+                    ranks.append(rank)
+                    items.append(item_index)
+                    scores.append(value)
+        return pd.DataFrame({
+            "user_id": self.user_ids[np.array(users, dtype=np.int64)],
+            "rank": np.array(ranks, dtype=np.int32),
+            "item_id": self.item_ids[np.array(items, dtype=np.int64)],
+            "score": np.array(scores, dtype=np.float64),
+        })
+
+
+def _check_cutoff(cutoff: Any) -> int:
+    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, np.integer)) or cutoff < 1:
+        raise ValidationError(f"cutoff must be a positive whole number, got {cutoff!r}.")
+    return int(cutoff)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def with_metadata(rows: list[dict], metadata: pd.DataFrame, item_column: str) -> list[dict]:
+    """Join item metadata columns onto rows that have an `item_id`."""
+    if metadata is None or not rows:
+        return rows
+    table = metadata.copy()
+    table.index = table[item_column].astype(str)
+    table = table.drop(columns=[item_column])
+    table = table[~table.index.duplicated(keep="last")]
+    enriched = []
+    for row in rows:
+        extra = table.loc[str(row["item_id"])].to_dict() if str(row["item_id"]) in table.index else {}
+        enriched.append({**row, **{k: _plain(v) for k, v in extra.items()}})
+    return enriched
+
+
+def sample_recommendation(ws: "Workspace", model_ref: Any, metadata: Any = None, user_id: Any = None,
+                          cutoff: int = 10, seed: int | None = None) -> dict:
+    """A (random) user's profile beside their recommendations, with item metadata when given.
+
+    `metadata`: an item-metadata record or id, a DataFrame, or True for the project's latest.
+    """
+    recommender = ws.load_model(model_ref)
+    if user_id is None:
+        user_id = _plain(recommender.user_ids[random.Random(seed).randrange(len(recommender.user_ids))])
+    profile = [{"item_id": item} for item in recommender.profile(user_id)]
+    recommendations = list(recommender.recommend(user_id, cutoff=cutoff))
+    frame, column = _metadata_frame(ws, recommender.model, metadata)
+    if frame is not None:
+        profile = with_metadata(profile, frame, column)
+        recommendations = with_metadata(recommendations, frame, column)
+    return {"user_id": user_id, "user_profile": profile, "recommendations": recommendations}
+
+
+def _metadata_frame(ws: "Workspace", model: dict, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
+    if metadata is None or metadata is False:
+        return None, None
+    if isinstance(metadata, pd.DataFrame):
+        return metadata, ws.project(model["project_id"])["item_column"]
+    record = ws.latest_item_metadata(model["project_id"]) if metadata is True else ws.item_metadata(metadata)
+    if record is None:
+        raise NotFoundError(f"Project {model['project']!r} has no item metadata yet.")
+    if record["project_id"] != model["project_id"]:
+        raise ValidationError(f"Item metadata {record['id']} belongs to another project than model {model['id']}.")
+    return ws.item_metadata_frame(record), record["item_column"]

@@ -1,0 +1,140 @@
+"""Train one configuration on one training data set into a signed model file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import irspack
+import numpy as np
+import pandas as pd
+from irspack import BaseRecommenderWithEarlyStopping
+
+from . import __version__, algorithms, data, jobs
+from .errors import ValidationError
+from .records import TrainedModel
+from .signing import write_model_file
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+MODEL_SUFFIX = ".wbm"
+
+
+def train(ws: "Workspace", configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
+    """Record a model and its job, then train it here or in a worker process."""
+    config = ws.configuration(configuration)
+    dataset = ws.training_data(training_data)
+    if config["project_id"] != dataset["project_id"]:
+        raise ValidationError(
+            f"Configuration {config['id']} belongs to project {ws.project(config['project_id'])['name']!r} "
+            f"but training data {dataset['id']} to project {ws.project(dataset['project_id'])['name']!r}: "
+            "train with data of the configuration's own project."
+        )
+    model_id, job_id = create_model_record(ws, config, dataset)
+    if background:
+        ws.start_background(job_id)
+    else:
+        ws.run_job(job_id)
+    return ws.get_model(model_id)
+
+
+def create_model_record(ws: "Workspace", config: dict, dataset: dict, tuning_job_id: int | None = None) -> tuple[int, int]:
+    """Insert a PENDING model and its training job in one transaction."""
+    from .store import insert_row, update_row
+
+    def work(con) -> tuple[int, int]:
+        job_id = insert_row(con, "jobs", {"kind": "train", "project_id": config["project_id"], "request": {}})
+        model_id = insert_row(
+            con, "models",
+            {"project_id": config["project_id"], "configuration_id": config["id"],
+             "training_data_id": dataset["id"], "job_id": job_id},
+        )
+        update_row(con, "jobs", job_id, {"request": {"model_id": model_id, "tuning_job_id": tuning_job_id}})
+        return model_id, job_id
+
+    return ws.catalog.run(work)
+
+
+def run_training_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
+    return train_model(ws, job["request"]["model_id"], reporter)
+
+
+def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = None) -> None:
+    """`recommender.learn()`, reporting per-epoch progress for iterative algorithms."""
+    if not isinstance(recommender, BaseRecommenderWithEarlyStopping) or reporter is None:
+        recommender.learn()
+        return
+    recommender.start_learning()
+    n_epochs = recommender.train_epochs
+    for epoch in range(n_epochs):
+        recommender.run_epoch()
+        reporter.progress(0.1 + 0.8 * (epoch + 1) / n_epochs, f"epoch {epoch + 1}/{n_epochs}")
+        reporter.check_cancelled()
+
+
+def algorithm_statistics(recommender: irspack.BaseRecommender) -> dict[str, float]:
+    """What the algorithm itself reports: explained variance, final loss, epochs."""
+    stats: dict[str, float] = {}
+    decomposer = getattr(recommender, "decomposer_", None) or getattr(recommender, "decomposer", None)
+    ratios = getattr(decomposer, "explained_variance_ratio_", None)
+    if ratios is not None:
+        stats["explained_variance_ratio"] = float(np.sum(ratios))
+    trainer = getattr(recommender, "trainer", None)
+    if trainer is not None and hasattr(trainer, "compute_loss"):
+        stats["final_loss"] = float(trainer.compute_loss())
+    if isinstance(recommender, BaseRecommenderWithEarlyStopping):
+        stats["epochs"] = int(recommender.learnt_config.get("train_epochs", recommender.train_epochs))
+    return stats
+
+
+def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict:
+    """Train the model record's configuration on its data and write the signed file."""
+    model = ws.catalog.get("models", model_id, "model")
+    config = ws.configuration(model["configuration_id"])
+    dataset = ws.training_data(model["training_data_id"])
+    project = ws.project(model["project_id"])
+    ws.catalog.update("models", model_id, {"status": jobs.RUNNING})
+    reporter.log(f"Training {config['algorithm']} {config['params']} on training data {dataset['id']}.")
+
+    reporter.progress(0.02, "reading data", force=True)
+    X, user_ids, item_ids = data.interaction_matrix(dataset["path"])
+    algorithm = algorithms.get_algorithm(config["algorithm"])
+    params = algorithms.resolve_params(algorithm, config["params"])
+    recommender = algorithms.build_recommender(algorithm, X, params)
+
+    reporter.progress(0.1, "learning", force=True)
+    started = time.perf_counter()
+    fit(recommender, reporter)
+    train_seconds = time.perf_counter() - started
+    stats = algorithm_statistics(recommender)
+    reporter.log(f"Learned in {train_seconds:.2f} s. {stats}")
+
+    reporter.progress(0.92, "writing signed model file", force=True)
+    trained_at = pd.Timestamp.now().to_pydatetime()
+    header = {
+        "model_id": model_id, "project": project["name"], "algorithm": algorithm.name, "params": params,
+        "configuration_id": config["id"], "training_data_id": dataset["id"],
+        "data_fingerprint": dataset["fingerprint"], "n_users": int(X.shape[0]), "n_items": int(X.shape[1]),
+        "n_interactions": int(X.nnz), "train_seconds": train_seconds, "stats": stats,
+        "irspack_version": irspack.__version__, "workbench_version": __version__,
+        "trained_at": trained_at.isoformat(),
+    }
+    path = ws.models_dir / project["name"] / f"{model_id}{MODEL_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"recommender": recommender, "user_ids": user_ids, "item_ids": item_ids}
+    filesize = write_model_file(path, header, payload, ws.keyring, check_allowlist=True)
+    try:
+        ws.catalog.update(
+            "models", model_id,
+            {"status": jobs.SUCCESS, "file": str(path), "basename": path.name, "filesize": filesize,
+             "irspack_version": irspack.__version__, "data_fingerprint": dataset["fingerprint"],
+             "n_users": int(X.shape[0]), "n_items": int(X.shape[1]), "n_interactions": int(X.nnz),
+             "train_seconds": train_seconds, "stats": stats, "ins_datetime": trained_at},
+        )
+    except BaseException:
+        Path(path).unlink(missing_ok=True)  # never leave a file without its record
+        raise
+    reporter.log(f"Model {model_id} written to {path.name} ({filesize:,} bytes).")
+    return {"model_id": model_id}

@@ -1,0 +1,297 @@
+"""Tuning jobs: an Optuna search over algorithms, auto-train of the best, and fair comparisons.
+
+The search itself is `search.run_search` (pure). This module gives it a catalog record, a
+background job with progress and a log line per trial, parallel worker processes joined to one
+study, and the auto-train of the best configuration (the "Auto-Train (After Tuning)" flow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import pandas as pd
+
+from . import data, jobs, search
+from .algorithms import DEFAULT_PORTFOLIO, build_recommender, get_algorithm
+from .errors import ValidationError
+from .evaluation import Split, SplitConfig, evaluate, make_split
+from .records import TuningJob
+from .store import insert_row
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+METRICS = ("ndcg", "map", "recall", "hit", "precision")
+
+
+def split_for(ws: "Workspace", dataset: dict, config: SplitConfig | dict | None) -> Split:
+    """The (cached) held-out split of a training data snapshot."""
+    config = SplitConfig.from_dict(config) if not isinstance(config, SplitConfig) else config
+    cache_dir = ws.data_dir / "splits"
+    if config.needs_times:
+        frame = data.read_interactions(dataset["path"])
+        if "time" not in frame.columns:
+            raise ValidationError(
+                f"The {config.scheme!r} split needs interaction times, and training data {dataset['id']} has none."
+            )
+        return make_split(frame, config=config, fingerprint=dataset["fingerprint"], n_users=dataset["n_users"],
+                          n_items=dataset["n_items"], time_column="time", cache_dir=cache_dir)
+    X, user_ids, item_ids = data.interaction_matrix(dataset["path"])
+    return make_split(X, user_ids, item_ids, config=config, fingerprint=dataset["fingerprint"], cache_dir=cache_dir)
+
+
+def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
+         timeout: float | None = None, per_trial_timeout: float | None = None, metric: str = "ndcg",
+         cutoff: int = 20, split: SplitConfig | dict | None = None, train_after_tuning: bool = True,
+         n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False) -> TuningJob:
+    """Search the best configuration on a held-out split of `training_data`; train it by default.
+
+    `n_jobs > 1` runs trials in that many processes joined to one Optuna study; `storage` (an
+    Optuna storage URL) lets workers on other machines join too (`workbench tune-worker`).
+    """
+    dataset = ws.training_data(training_data)
+    names = [get_algorithm(a).name for a in algorithms] if algorithms else None
+    if metric not in METRICS:
+        raise ValidationError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
+    for label, value in (("n_trials", n_trials), ("cutoff", cutoff), ("n_jobs", n_jobs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValidationError(f"{label} must be a positive whole number, got {value!r}.")
+    split_config = split if isinstance(split, SplitConfig) else SplitConfig.from_dict(split)
+
+    def work(con) -> tuple[int, int]:
+        job_id = insert_row(con, "jobs", {"kind": "tune", "project_id": dataset["project_id"], "request": {}})
+        tuning_id = insert_row(con, "tuning_jobs", {
+            "project_id": dataset["project_id"], "training_data_id": dataset["id"], "job_id": job_id,
+            "n_trials": n_trials, "timeout_overall": timeout, "timeout_singlestep": per_trial_timeout,
+            "algorithms": names or list(DEFAULT_PORTFOLIO), "metric": metric, "cutoff": cutoff,
+            "split": split_config.to_dict(), "seed": seed, "n_jobs": n_jobs, "storage": storage,
+            "train_after_tuning": train_after_tuning,
+        })
+        con.execute("UPDATE jobs SET request = ? WHERE id = ?", [f'{{"tuning_job_id": {tuning_id}}}', job_id])
+        con.execute("UPDATE tuning_jobs SET study_name = ? WHERE id = ?", [f"workbench-tuning-{tuning_id}", tuning_id])
+        return tuning_id, job_id
+
+    tuning_id, job_id = ws.catalog.run(work)
+    if background:
+        ws.start_background(job_id)
+    else:
+        ws.run_job(job_id)
+    return get_tuning_job(ws, tuning_id)
+
+
+
+def get_tuning_job(ws: "Workspace", ref: Any) -> TuningJob:
+    tuning_id = int(ref["id"] if isinstance(ref, dict) else ref)
+    record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
+    job = ws.catalog.get("jobs", record["job_id"], "job") if record["job_id"] else {}
+    record["status"] = job.get("status")
+    record["error"] = job.get("error")
+    record["trials"] = trials_frame(ws, tuning_id)
+    record["best_algorithm"] = (
+        ws.configuration(record["best_configuration_id"])["algorithm"] if record["best_configuration_id"] else None
+    )
+    return TuningJob(record, ws)
+
+
+def trials_frame(ws: "Workspace", tuning_id: int) -> pd.DataFrame:
+    frame = ws.catalog.query_df(
+        "SELECT number, algorithm, params, score, seconds, state, worker FROM tuning_trials "
+        "WHERE tuning_job_id = ? ORDER BY logged_at, number",
+        [tuning_id],
+    )
+    frame["params"] = frame["params"].map(lambda text: json.loads(text) if text else {})
+    return frame
+
+
+def list_tuning_jobs(ws: "Workspace", project: Any = None) -> pd.DataFrame:
+    where, params = ws._project_filter(project, "t")
+    return ws.catalog.query_df(
+        f"""
+        SELECT t.id, p.name AS project, t.training_data_id, j.status, t.n_trials,
+               (SELECT count(*) FROM tuning_trials x WHERE x.tuning_job_id = t.id) AS trials_done,
+               t.metric, t.cutoff, t.best_score, c.algorithm AS best_algorithm, t.best_configuration_id,
+               t.model_id, t.timeout_overall, t.created_at
+        FROM tuning_jobs t JOIN projects p ON p.id = t.project_id LEFT JOIN jobs j ON j.id = t.job_id
+        LEFT JOIN configurations c ON c.id = t.best_configuration_id {where} ORDER BY t.id DESC
+        """,
+        params,
+    )
+
+
+def _study_storage(ws: "Workspace", record: dict) -> str | None:
+    if record["storage"]:
+        return record["storage"]
+    if record["n_jobs"] > 1:
+        studies = ws.data_dir / "studies"
+        studies.mkdir(parents=True, exist_ok=True)
+        return str(studies / f"{record['study_name']}.journal")
+    return None
+
+
+def _trial_logger(ws: "Workspace", record: dict, reporter: jobs.Reporter, worker: int, started: float):
+    """on_trial callback: one catalog row and one log line per trial, and the job's progress."""
+
+    def on_trial(info: dict) -> None:
+        ws.catalog.insert("tuning_trials", {
+            "tuning_job_id": record["id"], "number": info.get("number"), "algorithm": info.get("algorithm"),
+            "params": info.get("params") or {}, "score": _finite(info.get("score")),
+            "seconds": info.get("seconds"), "state": info.get("state", "?"), "worker": worker,
+        })
+        score = info.get("score")
+        reporter.log(
+            f"trial {info.get('number')} [{info.get('state')}] {info.get('algorithm')} "
+            f"{record['metric']}@{record['cutoff']}={'-' if score is None else f'{score:.4f}'} "
+            f"in {info.get('seconds', 0):.2f} s; best {info.get('best_so_far')}"
+            + (f"; {info['error']}" if info.get("error") else "")
+        )
+        if worker == 0:
+            done = ws.catalog.query("SELECT count(*) AS n FROM tuning_trials WHERE tuning_job_id = ?", [record["id"]])[0]["n"]
+            elapsed = time.monotonic() - started
+            fraction = done / max(record["n_trials"], 1)
+            if record["timeout_overall"]:
+                fraction = max(fraction, elapsed / record["timeout_overall"])
+            estimate = elapsed / fraction - elapsed if fraction > 0 else float("nan")
+            best = info.get("best_so_far")
+            reporter.progress(
+                0.9 * min(fraction, 1.0),
+                f"{done}/{record['n_trials']} trials, best {'-' if best is None else f'{best:.4f}'}, "
+                f"{elapsed:.0f} s elapsed, ~{max(estimate, 0):.0f} s left",
+                force=True,
+            )
+
+    return on_trial
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _search(ws: "Workspace", record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, worker: int,
+            storage: str | None) -> search.SearchResult:
+    return search.run_search(
+        split, algorithms=record["algorithms"], n_trials=n_trials, timeout=record["timeout_overall"],
+        per_trial_timeout=record["timeout_singlestep"], metric=record["metric"], cutoff=record["cutoff"],
+        seed=record["seed"] + worker, storage=storage, study_name=record["study_name"],
+        on_trial=_trial_logger(ws, record, reporter, worker, time.monotonic()),
+        should_stop=reporter.cancel_requested, log=reporter.log,
+    )
+
+
+def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
+    """The body of a tuning job: search (in parallel when asked), record the best, train it."""
+    record = ws.catalog.get("tuning_jobs", job["request"]["tuning_job_id"], "tuning job")
+    dataset = ws.training_data(record["training_data_id"])
+    reporter.progress(0.01, "preparing the split", force=True)
+    split = split_for(ws, dataset, record["split"])
+    reporter.log(f"Split: {split.summary()}")
+    storage = _study_storage(ws, record)
+    shares = [record["n_trials"] // record["n_jobs"] + (1 if i < record["n_trials"] % record["n_jobs"] else 0)
+              for i in range(record["n_jobs"])]
+    helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
+    try:
+        result = _search(ws, record, split, reporter, shares[0], 0, storage)
+    finally:
+        for helper in helpers:
+            helper.wait()
+    if helpers:
+        result = search.study_result(split, storage=storage, study_name=record["study_name"],
+                                     metric=record["metric"], cutoff=record["cutoff"])
+    if result.stopped_reason == "cancelled":
+        reporter.check_cancelled()
+    return record_best(ws, record, result, reporter)
+
+
+def record_best(ws: "Workspace", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
+    """Save the best configuration and, when asked, train it on all the data."""
+    from .training import create_model_record, train_model
+
+    reporter.log(f"Best: {result.best_algorithm} {result.best_params} "
+                 f"{record['metric']}@{record['cutoff']}={result.best_score:.4f} "
+                 f"({result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed)")
+    config = ws.create_configuration(record["project_id"], result.best_algorithm, result.best_params,
+                                     name=f"tuned-{record['id']}-{result.best_algorithm}", tuning_job_id=record["id"])
+    ws.catalog.update("tuning_jobs", record["id"], {"best_score": result.best_score, "best_configuration_id": config["id"]})
+    outcome = {"tuning_job_id": record["id"], "best_configuration_id": config["id"], "best_score": result.best_score}
+    if record["train_after_tuning"]:
+        reporter.progress(0.92, "training the best configuration on all the data", force=True)
+        dataset = ws.training_data(record["training_data_id"])
+        model_id, model_job = create_model_record(ws, config, dataset)
+        ws.catalog.update("tuning_jobs", record["id"], {"model_id": model_id})
+        ws.catalog.update("models", model_id, {"metrics": {f"val_{record['metric']}@{record['cutoff']}": result.best_score}})
+        jobs.run_job(ws.catalog, model_job, lambda model_reporter: train_model(ws, model_id, model_reporter))
+        reporter.log(f"Trained model {model_id} with the best configuration.")
+        outcome["model_id"] = model_id
+    return outcome
+
+
+def _start_helper(ws: "Workspace", tuning_id: int, n_trials: int, worker: int, storage: str | None) -> subprocess.Popen:
+    log = ws.data_dir / "logs" / f"tuning-{tuning_id}-worker-{worker}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workbench.tuning", str(ws.catalog_path), str(tuning_id), str(n_trials),
+             str(worker), storage or ""],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+        )
+
+
+def join_tuning_job(ws: "Workspace", tuning_id: int, n_trials: int, worker: int = 1,
+                    storage: str | None = None) -> search.SearchResult:
+    """Add `n_trials` trials to a tuning job's study from this process (a helper or a remote worker)."""
+    record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
+    storage = storage or _study_storage(ws, record)
+    if storage is None:
+        raise ValidationError(f"Tuning job {tuning_id} has no shared study storage; start it with n_jobs > 1 or storage=.")
+    split = split_for(ws, ws.training_data(record["training_data_id"]), record["split"])
+    reporter = jobs.Reporter(ws.catalog, record["job_id"])
+    return _search(ws, record, split, reporter, n_trials, worker, storage)
+
+
+def compare(ws: "Workspace", model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
+            split: SplitConfig | dict | None = None) -> pd.DataFrame:
+    """Evaluate models on one shared held-out split of one data set, best first.
+
+    Each model's configuration is re-fit on the split's training part, so every model is scored
+    on interactions it never saw, whatever data it was trained on. The metrics are saved on the
+    model records (the Models list shows them).
+    """
+    models = [ws.get_model(m) for m in model_ids]
+    if not models:
+        raise ValidationError("compare needs at least one model id.")
+    projects = {m["project_id"] for m in models}
+    if len(projects) > 1:
+        raise ValidationError(f"Models {[m['id'] for m in models]} belong to different projects; compare within one.")
+    dataset = ws.training_data(training_data) if training_data is not None else ws.training_data(models[0]["training_data_id"])
+    if dataset["project_id"] not in projects:
+        raise ValidationError(f"Training data {dataset['id']} belongs to another project than the models.")
+    the_split = split_for(ws, dataset, split)
+    rows = []
+    for model in models:
+        recommender = build_recommender(model["algorithm"], the_split.X_train, model["params"])
+        started = time.perf_counter()
+        recommender.learn()
+        fit_seconds = time.perf_counter() - started
+        metrics = evaluate(recommender, the_split, cutoffs=tuple(cutoffs))
+        ws.catalog.update("models", model["id"], {"metrics": {**model["metrics"], **metrics}})
+        rows.append({"model_id": model["id"], "algorithm": model["algorithm"],
+                     "configuration": model["configuration"], **metrics, "fit_seconds": fit_seconds})
+    frame = pd.DataFrame(rows)
+    key = f"ndcg@{max(cutoffs)}"
+    return frame.sort_values(key, ascending=False, kind="stable").reset_index(drop=True) if key in frame else frame
+
+
+def _helper_main(catalog_path: str, tuning_id: str, n_trials: str, worker: str, storage: str = "") -> int:
+    from .workspace import Workspace
+
+    join_tuning_job(Workspace(catalog_path), int(tuning_id), int(n_trials), int(worker), storage or None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_helper_main(*sys.argv[1:]))

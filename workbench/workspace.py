@@ -1,0 +1,310 @@
+"""The notebook-facing API: one object over the catalog, the snapshots and the model files."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import algorithms, data, jobs, models, recommend, training, tuning
+from .errors import NotFoundError, ValidationError
+from .records import Configuration, ItemMetadata, Project, TrainedModel, TrainingData, TuningJob
+from .signing import KeyRing, inspect_model_file
+from .store import Catalog
+
+CATALOG_NAME = "workbench.duckdb"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def default_home() -> Path:
+    """WORKBENCH_HOME, else the nearest folder up from here holding data/workbench.duckdb, else here."""
+    if os.environ.get("WORKBENCH_HOME"):
+        return Path(os.environ["WORKBENCH_HOME"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "data" / CATALOG_NAME).exists():
+            return folder
+    return here
+
+
+def safe_name(name: str, what: str) -> str:
+    """A name that becomes part of a path: letters, digits, `_ . -`; no `..`, `/` or controls."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise ValidationError(
+            f"The {what} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (it becomes part of a file path)."
+        )
+    return name
+
+
+class Workspace:
+    """A catalog file with its snapshots, model files and signing keys.
+
+    `Workspace()` opens the embedded default (data/workbench.duckdb under the home folder);
+    `Workspace("some/dir")` a home folder; `Workspace("x.duckdb")` a catalog file, with data
+    and models beside it.
+    """
+
+    def __init__(self, location: str | os.PathLike | None = None, lock_timeout: float | None = None) -> None:
+        location = Path(location) if location is not None else default_home()
+        if location.suffix == ".duckdb":
+            self.catalog_path = location.resolve()
+            self.home = self.catalog_path.parent
+            self.data_dir = self.home
+        else:
+            self.home = location.resolve()
+            self.data_dir = self.home / "data"
+            self.catalog_path = self.data_dir / CATALOG_NAME
+        self.models_dir = self.home / "models"
+        self.snapshots_dir = self.data_dir / "snapshots"
+        self.key_file = self.data_dir / "signing.key"
+        self.catalog = Catalog(self.catalog_path, lock_timeout=lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.catalog_path}>"
+
+    def _repr_html_(self) -> str:
+        return f"<b>Workspace</b> {self.catalog_path}<br>" + self.projects().to_html(index=False)
+
+    @cached_property
+    def keyring(self) -> KeyRing:
+        return KeyRing.load(self.key_file)
+
+    # Projects
+
+    def create_project(self, name: str, user_column: str, item_column: str, time_column: str | None = None) -> Project:
+        safe_name(name, "project")
+        for label, column in (("user_column", user_column), ("item_column", item_column)):
+            if not isinstance(column, str) or not column.strip():
+                raise ValidationError(f"{label} must be a non-empty column name, got {column!r}.")
+        if self.catalog.query("SELECT id FROM projects WHERE name = ?", [name]):
+            raise ValidationError(f"A project named {name!r} already exists.")
+        project_id = self.catalog.insert(
+            "projects",
+            {"name": name, "user_column": user_column, "item_column": item_column, "time_column": time_column or None},
+        )
+        return self.project(project_id)
+
+    def project(self, ref: Any) -> Project:
+        """A project by record, id or name."""
+        if isinstance(ref, Project):
+            ref = ref["id"]
+        if isinstance(ref, str) and not ref.isdigit():
+            rows = self.catalog.query("SELECT * FROM projects WHERE name = ?", [ref])
+            if not rows:
+                names = [r["name"] for r in self.catalog.query("SELECT name FROM projects ORDER BY name")]
+                raise NotFoundError(f"There is no project named {ref!r}. Projects: {', '.join(names) or 'none yet'}.")
+            return Project(rows[0], self)
+        return Project(self.catalog.get("projects", int(ref), "project"), self)
+
+    def projects(self) -> pd.DataFrame:
+        return self.catalog.query_df(
+            """
+            SELECT p.id, p.name, p.user_column, p.item_column, p.time_column,
+                   (SELECT count(*) FROM training_data t WHERE t.project_id = p.id) AS n_training_data,
+                   (SELECT count(*) FROM configurations c WHERE c.project_id = p.id) AS n_configurations,
+                   (SELECT count(*) FROM models m WHERE m.project_id = p.id) AS n_models,
+                   p.active_model_id, p.created_at
+            FROM projects p ORDER BY p.id
+            """
+        )
+
+    # Data
+
+    def import_training_data(self, project: Any, source: Any, name: str | None = None, **options: Any) -> TrainingData:
+        """Import interactions (a file, DataFrame or DuckDB query) as an immutable snapshot.
+
+        Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit.
+        """
+        p = self.project(project)
+        snapshot = data.build_interaction_snapshot(
+            source, self.snapshots_dir / p["name"],
+            user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"], **options,
+        )
+        record_id = self.catalog.insert(
+            "training_data",
+            {
+                "project_id": p["id"], "name": name or _source_name(source), "source": snapshot.source,
+                "path": str(snapshot.path), "fingerprint": snapshot.fingerprint, "n_rows": snapshot.n_rows,
+                "n_users": snapshot.n_users, "n_items": snapshot.n_items, "time_min": snapshot.time_min,
+                "time_max": snapshot.time_max, "dropped": snapshot.dropped,
+            },
+        )
+        return self.training_data(record_id)
+
+    def training_data(self, ref: Any) -> TrainingData:
+        if isinstance(ref, TrainingData):
+            ref = ref["id"]
+        return TrainingData(self.catalog.get("training_data", int(ref), "training data"), self)
+
+    def latest_training_data(self, project: Any) -> TrainingData:
+        p = self.project(project)
+        rows = self.catalog.query("SELECT id FROM training_data WHERE project_id = ? ORDER BY id DESC LIMIT 1", [p["id"]])
+        if not rows:
+            raise NotFoundError(f"Project {p['name']!r} has no training data yet.")
+        return self.training_data(rows[0]["id"])
+
+    def training_data_list(self, project: Any = None) -> pd.DataFrame:
+        where, params = self._project_filter(project, "t")
+        return self.catalog.query_df(
+            f"SELECT t.id, p.name AS project, t.name, t.n_rows, t.n_users, t.n_items, t.time_min, t.time_max, "
+            f"t.fingerprint, t.source, t.created_at FROM training_data t JOIN projects p ON p.id = t.project_id "
+            f"{where} ORDER BY t.id",
+            params,
+        )
+
+    def interaction_matrix(self, training_data: Any):
+        """`(scipy CSR, user_ids, item_ids)` of a training data snapshot."""
+        return data.interaction_matrix(self.training_data(training_data)["path"])
+
+    def import_item_metadata(self, project: Any, source: Any, item_column: str | None = None, **options: Any) -> ItemMetadata:
+        p = self.project(project)
+        column = item_column or p["item_column"]
+        snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column, **options)
+        record_id = self.catalog.insert(
+            "item_metadata",
+            {
+                "project_id": p["id"], "source": snapshot.source, "path": str(snapshot.path),
+                "fingerprint": snapshot.fingerprint, "item_column": column, "n_rows": snapshot.n_rows,
+                "columns": list(snapshot.columns),
+            },
+        )
+        return self.item_metadata(record_id)
+
+    def item_metadata(self, ref: Any) -> ItemMetadata:
+        if isinstance(ref, ItemMetadata):
+            ref = ref["id"]
+        return ItemMetadata(self.catalog.get("item_metadata", int(ref), "item metadata"), self)
+
+    def latest_item_metadata(self, project: Any) -> ItemMetadata | None:
+        p = self.project(project)
+        rows = self.catalog.query("SELECT id FROM item_metadata WHERE project_id = ? ORDER BY id DESC LIMIT 1", [p["id"]])
+        return self.item_metadata(rows[0]["id"]) if rows else None
+
+    def item_metadata_frame(self, metadata: Any) -> pd.DataFrame:
+        return data.read_metadata(self.item_metadata(metadata)["path"])
+
+    # Configurations
+
+    def create_configuration(self, project: Any, algorithm: str, params: dict | None = None,
+                             name: str | None = None, tuning_job_id: int | None = None) -> Configuration:
+        p = self.project(project)
+        algo = algorithms.get_algorithm(algorithm)
+        resolved = algorithms.resolve_params(algo, params)
+        config_id = self.catalog.insert(
+            "configurations",
+            {"project_id": p["id"], "name": name or algo.name, "algorithm": algo.name,
+             "params": resolved, "tuning_job_id": tuning_job_id},
+        )
+        return self.configuration(config_id)
+
+    def configuration(self, ref: Any) -> Configuration:
+        if isinstance(ref, Configuration):
+            ref = ref["id"]
+        return Configuration(self.catalog.get("configurations", int(ref), "configuration"), self)
+
+    def configurations(self, project: Any = None) -> pd.DataFrame:
+        where, params = self._project_filter(project, "c")
+        return self.catalog.query_df(
+            f"SELECT c.id, p.name AS project, c.name, c.algorithm, c.params, c.tuning_job_id, c.created_at "
+            f"FROM configurations c JOIN projects p ON p.id = c.project_id {where} ORDER BY c.id",
+            params,
+        )
+
+    # Training and models
+
+    def train(self, configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
+        """Train a configuration on a training data set; `background=True` returns at once."""
+        return training.train(self, configuration, training_data, background=background)
+
+    def get_model(self, model_id: Any) -> TrainedModel:
+        return models.get_model(self, model_id)
+
+    def models(self, project: Any = None) -> pd.DataFrame:
+        return models.list_models(self, project)
+
+    def delete_model(self, model_id: Any, force: bool = False) -> None:
+        models.delete_model(self, model_id, force=force)
+
+    def activate(self, model_id: Any) -> TrainedModel:
+        return models.activate(self, model_id)
+
+    def active_model(self, project: Any) -> TrainedModel | None:
+        return models.active_model(self, project)
+
+    def export_model(self, model_id: Any, dest: str | os.PathLike) -> Path:
+        return models.export_model(self, model_id, dest)
+
+    def inspect_model_file(self, path: str | os.PathLike) -> dict:
+        """Verify a model file's signature and return its header, never unpickling it."""
+        return inspect_model_file(Path(path), self.keyring)
+
+    def load_model(self, model_id: Any) -> recommend.Recommender:
+        return models.load_model(self, model_id)
+
+    def sample_recommendation(self, model_id: Any, metadata: Any = None, user_id: Any = None,
+                              cutoff: int = 10, seed: int | None = None) -> dict:
+        return recommend.sample_recommendation(self, model_id, metadata=metadata, user_id=user_id,
+                                               cutoff=cutoff, seed=seed)
+
+    def task_log(self, model: Any = None, job: Any = None, tuning_job: Any = None) -> pd.DataFrame:
+        """The log lines of a job, given the job or the model or tuning job it produced."""
+        if model is not None:
+            job = self.get_model(model)["job_id"]
+        elif tuning_job is not None:
+            job = self.get_tuning_job(tuning_job)["job_id"]
+        if job is None:
+            raise ValidationError("task_log needs model=, tuning_job= or job=.")
+        return jobs.task_log(self.catalog, int(getattr(job, "id", job)))
+
+    def job(self, job_id: int) -> jobs.Job:
+        self.catalog.get("jobs", int(job_id), "job")
+        return jobs.Job(self, int(job_id))
+
+    # Tuning and evaluation
+
+    def tune(self, training_data: Any, **options: Any) -> TuningJob:
+        """Search configurations across algorithms; by default train the best one. See tuning.tune."""
+        return tuning.tune(self, training_data, **options)
+
+    def get_tuning_job(self, tuning_job_id: Any) -> TuningJob:
+        return tuning.get_tuning_job(self, tuning_job_id)
+
+    def tuning_jobs(self, project: Any = None) -> pd.DataFrame:
+        return tuning.list_tuning_jobs(self, project)
+
+    def compare(self, model_ids: list, **options: Any) -> pd.DataFrame:
+        """Evaluate trained models on one shared held-out split. See tuning.compare."""
+        return tuning.compare(self, model_ids, **options)
+
+    # Jobs
+
+    def run_job(self, job_id: int) -> dict:
+        """Run a recorded job in this process (what a worker process does)."""
+        record = self.catalog.get("jobs", job_id, "job")
+        handlers = {"train": training.run_training_job, "tune": tuning.run_tuning_job}
+        return jobs.run_job(self.catalog, job_id, lambda reporter: handlers[record["kind"]](self, record, reporter))
+
+    def start_background(self, job_id: int) -> jobs.Job:
+        jobs.start_worker(self.home, self.catalog_path, job_id)
+        return jobs.Job(self, job_id)
+
+    def _project_filter(self, project: Any, alias: str) -> tuple[str, list]:
+        if project is None:
+            return "", []
+        return f"WHERE {alias}.project_id = ?", [self.project(project)["id"]]
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)) and not str(source).lstrip().upper().startswith(("SELECT", "WITH", "FROM")):
+        return Path(source).name
+    return "DataFrame" if isinstance(source, pd.DataFrame) else "SQL query"
+
+
+def open_workspace(location: str | os.PathLike | None = None, lock_timeout: float | None = None) -> Workspace:
+    """Open (creating if absent) a workspace: the embedded default, a home folder, or a .duckdb file."""
+    return Workspace(location, lock_timeout=lock_timeout)
