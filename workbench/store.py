@@ -37,6 +37,7 @@ MIGRATIONS: list[str] = [
     CREATE SEQUENCE model_ids START 1;
     CREATE SEQUENCE job_ids START 1;
     CREATE SEQUENCE log_ids START 1;
+    CREATE SEQUENCE trial_ids START 1;
     CREATE TABLE projects (
         id INTEGER PRIMARY KEY DEFAULT nextval('project_ids'),
         name VARCHAR NOT NULL UNIQUE,
@@ -129,6 +130,7 @@ MIGRATIONS: list[str] = [
         created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
     CREATE TABLE tuning_trials (
+        id BIGINT PRIMARY KEY DEFAULT nextval('trial_ids'),
         tuning_job_id INTEGER NOT NULL,
         number INTEGER NOT NULL,
         algorithm VARCHAR,
