@@ -79,15 +79,17 @@ def _process_identity() -> dict[str, Any]:
     }
 
 
-def run_job(catalog: Catalog, job_id: int, work: Callable[[Reporter], dict | None]) -> dict:
-    """Run `work` as job `job_id` in this process, recording its whole life in the catalog."""
-    catalog.update(
-        "jobs", job_id,
-        {"status": RUNNING, "started_at": pd.Timestamp.now().to_pydatetime(), **_process_identity()},
-    )
+def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict | None]) -> dict:
+    """Run `work(job, reporter)` as job `job_id` in this process, recording its life in the catalog."""
+    with catalog.session():
+        job = catalog.get("jobs", job_id, "job")
+        catalog.update(
+            "jobs", job_id,
+            {"status": RUNNING, "started_at": pd.Timestamp.now().to_pydatetime(), **_process_identity()},
+        )
     reporter = Reporter(catalog, job_id)
     try:
-        result = work(reporter) or {}
+        result = work(job, reporter) or {}
     except JobCancelled as error:
         finish_job(catalog, job_id, CANCELLED, str(error))
         reporter.log(str(error), "WARNING")

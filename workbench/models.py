@@ -33,8 +33,16 @@ def _model_id(ref: Any) -> int:
 
 
 def get_model(ws: "Workspace", ref: Any) -> TrainedModel:
-    reap_dead_jobs(ws.catalog, ws.models_dir)
-    rows = ws.catalog.query(
+    with ws.catalog.session():
+        reap_dead_jobs(ws.catalog, ws.models_dir)
+        rows = _model_rows(ws, ref)
+    if not rows:
+        raise NotFoundError(f"There is no model with id {_model_id(ref)}.")
+    return TrainedModel(rows[0], ws)
+
+
+def _model_rows(ws: "Workspace", ref: Any) -> list[dict]:
+    return ws.catalog.query(
         """
         SELECT m.*, c.name AS configuration, c.algorithm, c.params, t.path AS data_loc,
                p.name AS project, p.active_model_id = m.id AS active
@@ -44,9 +52,6 @@ def get_model(ws: "Workspace", ref: Any) -> TrainedModel:
         """,
         [_model_id(ref)],
     )
-    if not rows:
-        raise NotFoundError(f"There is no model with id {_model_id(ref)}.")
-    return TrainedModel(rows[0], ws)
 
 
 def list_models(ws: "Workspace", project: Any = None) -> pd.DataFrame:

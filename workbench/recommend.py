@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import os
 import random
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 BATCH_USERS = 2048
+N_THREADS = os.cpu_count() or 1
 
 
 class Recommendations(list):
@@ -118,23 +121,26 @@ class Recommender:
         cutoff = _check_cutoff(cutoff)
         indices = (np.arange(len(self.user_ids)) if user_ids is None
                    else np.array([self._user_index(u) for u in user_ids], dtype=np.int64))
-        users, ranks, items, scores = [], [], [], []
+        user_parts, item_parts, score_parts, lengths = [], [], [], []
         for start in range(0, len(indices), BATCH_USERS):
             block = indices[start:start + BATCH_USERS]
             score = np.ascontiguousarray(self.recommender.get_score_remove_seen(block))
             if score.dtype not in (np.float32, np.float64):
                 score = score.astype(np.float64)
-            for user_index, recs in zip(block, retrieve_recommend_from_score(score, [], cutoff, n_threads=2)):
-                for rank, (item_index, value) in enumerate(recs, start=1):
-                    users.append(user_index)
-                    ranks.append(rank)
-                    items.append(item_index)
-                    scores.append(value)
+            results = retrieve_recommend_from_score(score, [], cutoff, n_threads=N_THREADS)
+            counts = np.fromiter(map(len, results), dtype=np.int64, count=len(results))
+            pairs = np.array(list(chain.from_iterable(results)), dtype=np.float64).reshape(-1, 2)
+            user_parts.append(np.repeat(block, counts))
+            item_parts.append(pairs[:, 0].astype(np.int64))
+            score_parts.append(pairs[:, 1])
+            lengths.append(counts)
+        counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        ranks = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + 1
         return pd.DataFrame({
-            "user_id": self.user_ids[np.array(users, dtype=np.int64)],
-            "rank": np.array(ranks, dtype=np.int32),
-            "item_id": self.item_ids[np.array(items, dtype=np.int64)],
-            "score": np.array(scores, dtype=np.float64),
+            "user_id": self.user_ids[np.concatenate(user_parts) if user_parts else np.zeros(0, dtype=np.int64)],
+            "rank": ranks.astype(np.int32),
+            "item_id": self.item_ids[np.concatenate(item_parts) if item_parts else np.zeros(0, dtype=np.int64)],
+            "score": np.concatenate(score_parts) if score_parts else np.zeros(0),
         })
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -203,6 +204,7 @@ class Catalog:
     def __init__(self, path: str | os.PathLike, lock_timeout: float | None = None) -> None:
         self.path = Path(path)
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run(self._migrate)
 
@@ -214,13 +216,8 @@ class Catalog:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.005
         while True:
-            try:
-                connection = duckdb.connect(str(self.path))
-            except duckdb.Error as error:
-                if not _is_lock_conflict(error):
-                    raise
-                delay = self._wait_or_give_up(error, deadline, delay)
-                continue
+            held = getattr(self._local, "connection", None)
+            connection = held or self._open(deadline)
             try:
                 connection.execute("BEGIN TRANSACTION")
                 result = work(connection)
@@ -235,7 +232,37 @@ class Catalog:
                 _rollback(connection)
                 raise
             finally:
-                connection.close()
+                if held is None:
+                    connection.close()
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Let a short burst of `run` calls in this thread share one connection.
+
+        Opening a DuckDB file costs about 20 ms, so a burst of small transactions (a job's
+        start, its end) shares one. Keep the body short: while it runs, other processes wait.
+        Never hold a session across a long computation.
+        """
+        if getattr(self._local, "connection", None) is not None:
+            yield
+            return
+        self._local.connection = self._open(time.monotonic() + self.lock_timeout)
+        try:
+            yield
+        finally:
+            connection, self._local.connection = self._local.connection, None
+            connection.close()
+
+    def _open(self, deadline: float) -> duckdb.DuckDBPyConnection:
+        """Connect, waiting with backoff while another process holds the file."""
+        delay = 0.005
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.Error as error:
+                if not _is_lock_conflict(error):
+                    raise
+                delay = self._wait_or_give_up(error, deadline, delay)
 
     def _wait_or_give_up(self, error: Exception, deadline: float, delay: float) -> float:
         remaining = deadline - time.monotonic()
@@ -246,32 +273,6 @@ class Catalog:
             ) from error
         time.sleep(min(remaining, delay * (0.5 + random.random())))
         return min(delay * 2, 0.25)
-
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A transaction without retries inside its body: for multi-step work that must be atomic.
-
-        Prefer `run` where the body can simply be re-run; this retries only the connect.
-        """
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.005
-        while True:
-            try:
-                connection = duckdb.connect(str(self.path))
-                break
-            except duckdb.Error as error:
-                if not _is_lock_conflict(error):
-                    raise
-                delay = self._wait_or_give_up(error, deadline, delay)
-        try:
-            connection.execute("BEGIN TRANSACTION")
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            _rollback(connection)
-            raise
-        finally:
-            connection.close()
 
     # Small helpers over `run`; every one is a single short transaction.
 

@@ -224,7 +224,7 @@ def record_best(ws: "Workspace", record: dict, result: search.SearchResult, repo
         model_id, model_job = create_model_record(ws, config, dataset)
         ws.catalog.update("tuning_jobs", record["id"], {"model_id": model_id})
         ws.catalog.update("models", model_id, {"metrics": {f"val_{record['metric']}@{record['cutoff']}": result.best_score}})
-        jobs.run_job(ws.catalog, model_job, lambda model_reporter: train_model(ws, model_id, model_reporter))
+        jobs.run_job(ws.catalog, model_job, lambda _job, model_reporter: train_model(ws, model_id, model_reporter))
         reporter.log(f"Trained model {model_id} with the best configuration.")
         outcome["model_id"] = model_id
     return outcome

@@ -285,9 +285,8 @@ class Workspace:
 
     def run_job(self, job_id: int) -> dict:
         """Run a recorded job in this process (what a worker process does)."""
-        record = self.catalog.get("jobs", job_id, "job")
         handlers = {"train": training.run_training_job, "tune": tuning.run_tuning_job}
-        return jobs.run_job(self.catalog, job_id, lambda reporter: handlers[record["kind"]](self, record, reporter))
+        return jobs.run_job(self.catalog, job_id, lambda job, reporter: handlers[job["kind"]](self, job, reporter))
 
     def start_background(self, job_id: int) -> jobs.Job:
         jobs.start_worker(self.home, self.catalog_path, job_id)
