@@ -6,6 +6,11 @@
 
 __version__ = "0.1.0"
 
+import warnings  # noqa: E402
+
+# irspack's console progress bars (fastprogress) complain under Jupyter; the workbench reports its own progress.
+warnings.filterwarnings("ignore", message="Couldn't import ipywidgets properly")
+
 from .errors import (  # noqa: E402
     CatalogBusyError,
     JobFailedError,

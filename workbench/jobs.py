@@ -225,6 +225,17 @@ class Job:
             raise JobFailedError(f"Job {self.id} ended {record['status']}: {record['error']}")
         return self
 
+    def follow(self) -> "Job":
+        """In a notebook: a live progress bar and log until the job ends (raises if it failed)."""
+        from IPython.display import display
+
+        from .ui.common import JobMonitor
+
+        monitor = JobMonitor()
+        display(monitor)
+        monitor.watch(self, background=False)
+        return self.wait()
+
     def _repr_html_(self) -> str:
         record = self.record
         return (

@@ -63,16 +63,17 @@ def run_training_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dic
 
 
 def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = None) -> None:
-    """`recommender.learn()`, reporting per-epoch progress for iterative algorithms."""
-    if not isinstance(recommender, BaseRecommenderWithEarlyStopping) or reporter is None:
+    """`recommender.learn()`; iterative algorithms run epoch by epoch (progress, cancel, no console bar)."""
+    if not isinstance(recommender, BaseRecommenderWithEarlyStopping):
         recommender.learn()
         return
     recommender.start_learning()
     n_epochs = recommender.train_epochs
     for epoch in range(n_epochs):
         recommender.run_epoch()
-        reporter.progress(0.1 + 0.8 * (epoch + 1) / n_epochs, f"epoch {epoch + 1}/{n_epochs}")
-        reporter.check_cancelled()
+        if reporter is not None:
+            reporter.progress(0.1 + 0.8 * (epoch + 1) / n_epochs, f"epoch {epoch + 1}/{n_epochs}")
+            reporter.check_cancelled()
 
 
 def algorithm_statistics(recommender: irspack.BaseRecommender) -> dict[str, float]:

@@ -22,6 +22,7 @@ from .algorithms import DEFAULT_PORTFOLIO, build_recommender, get_algorithm
 from .errors import ValidationError
 from .evaluation import Split, SplitConfig, evaluate, make_split
 from .records import TuningJob
+from .training import create_model_record, fit, train_model
 from .store import insert_row
 
 if TYPE_CHECKING:
@@ -209,8 +210,6 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
 
 def record_best(ws: "Workspace", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
     """Save the best configuration and, when asked, train it on all the data."""
-    from .training import create_model_record, train_model
-
     reporter.log(f"Best: {result.best_algorithm} {result.best_params} "
                  f"{record['metric']}@{record['cutoff']}={result.best_score:.4f} "
                  f"({result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed)")
@@ -275,7 +274,7 @@ def compare(ws: "Workspace", model_ids: Sequence[Any], training_data: Any = None
     for model in models:
         recommender = build_recommender(model["algorithm"], the_split.X_train, model["params"])
         started = time.perf_counter()
-        recommender.learn()
+        fit(recommender)
         fit_seconds = time.perf_counter() - started
         metrics = evaluate(recommender, the_split, cutoffs=tuple(cutoffs))
         ws.catalog.update("models", model["id"], {"metrics": {**model["metrics"], **metrics}})
