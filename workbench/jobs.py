@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import pandas as pd
 import psutil
 
 from .errors import JobFailedError, WorkbenchError
-from .store import Catalog
+from .store import Catalog, insert_row, update_row
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -42,33 +43,73 @@ def create_job(catalog: Catalog, kind: str, project_id: int | None, request: dic
 
 
 class Reporter:
-    """What a job's work uses to report progress and log lines, and to learn of a cancel."""
+    """What a job's work uses to report progress, log lines and rows, and to learn of a cancel.
 
-    def __init__(self, catalog: Catalog, job_id: int, min_interval: float = 0.5) -> None:
+    Everything is buffered and written in one catalog transaction at most every `interval`
+    seconds (or when forced), which also refreshes the cancel flag: a job with fast steps must
+    not spend its time opening the catalog.
+    """
+
+    def __init__(self, catalog: Catalog, job_id: int, interval: float = 0.5) -> None:
         self.catalog = catalog
         self.job_id = job_id
-        self.min_interval = min_interval
-        self._last_progress = 0.0
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._logs: list[tuple[str, str]] = []
+        self._rows: list[tuple[str, dict]] = []
+        self._progress: dict | None = None
+        self._cancelled = False
+        self._last_flush = 0.0
 
     def progress(self, fraction: float, step: str = "", force: bool = False) -> None:
-        """Record progress; calls closer together than `min_interval` are dropped unless forced."""
-        now = time.monotonic()
-        if not force and now - self._last_progress < self.min_interval:
-            return
-        self._last_progress = now
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        self.catalog.update("jobs", self.job_id, {"progress": fraction, "step": step})
+        with self._lock:
+            self._progress = {"progress": min(max(float(fraction), 0.0), 1.0), "step": step}
+        self._maybe_flush(force)
 
     def log(self, message: str, level: str = "INFO") -> None:
-        self.catalog.insert("job_logs", {"job_id": self.job_id, "level": level, "message": message})
+        with self._lock:
+            self._logs.append((level, message))
+        self._maybe_flush(False)
+
+    def insert(self, table: str, values: dict) -> None:
+        """Queue a catalog row written with the job's next flush (e.g. a tuning trial)."""
+        with self._lock:
+            self._rows.append((table, values))
+        self._maybe_flush(False)
 
     def cancel_requested(self) -> bool:
-        row = self.catalog.query("SELECT cancel_requested FROM jobs WHERE id = ?", [self.job_id])
-        return bool(row and row[0]["cancel_requested"])
+        self._maybe_flush(False)
+        return self._cancelled
 
     def check_cancelled(self) -> None:
         if self.cancel_requested():
             raise JobCancelled(f"Job {self.job_id} was cancelled.")
+
+    def _maybe_flush(self, force: bool) -> None:
+        if force or time.monotonic() - self._last_flush >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered and read the cancel flag, in one transaction."""
+        with self._lock:
+            logs, rows, progress = self._logs, self._rows, self._progress
+            self._logs, self._rows, self._progress = [], [], None
+            self._last_flush = time.monotonic()
+
+        def work(con) -> bool:
+            for table, values in rows:
+                insert_row(con, table, values)
+            if logs:
+                con.executemany(
+                    "INSERT INTO job_logs (job_id, level, message) VALUES (?, ?, ?)",
+                    [(self.job_id, level, message) for level, message in logs],
+                )
+            if progress is not None:
+                update_row(con, "jobs", self.job_id, progress)
+            row = con.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [self.job_id]).fetchone()
+            return bool(row and row[0])
+
+        self._cancelled = self.catalog.run(work)
 
 
 def _process_identity() -> dict[str, Any]:
@@ -90,16 +131,21 @@ def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict
     reporter = Reporter(catalog, job_id)
     try:
         result = work(job, reporter) or {}
+        reporter.flush()
     except JobCancelled as error:
-        finish_job(catalog, job_id, CANCELLED, str(error))
         reporter.log(str(error), "WARNING")
+        reporter.flush()
+        finish_job(catalog, job_id, CANCELLED, str(error))
         raise
     except BaseException as error:  # the job must end recorded, whatever happened
         reason = _describe(error)
-        finish_job(catalog, job_id, FAILURE, reason)
         reporter.log(reason, "ERROR")
         if not isinstance(error, WorkbenchError):
             reporter.log(traceback.format_exc(), "DEBUG")
+        try:
+            reporter.flush()
+        finally:
+            finish_job(catalog, job_id, FAILURE, reason)
         raise
     catalog.update(
         "jobs", job_id,

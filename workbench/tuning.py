@@ -135,36 +135,29 @@ def _study_storage(ws: "Workspace", record: dict) -> str | None:
     return None
 
 
-def _trial_logger(ws: "Workspace", record: dict, reporter: jobs.Reporter, worker: int, started: float):
-    """on_trial callback: one catalog row and one log line per trial, and the job's progress."""
+def _trial_recorder(record: dict, reporter: jobs.Reporter, worker: int, started: float):
+    """on_trial callback: a catalog row per trial (the search logs its own line) and the job's progress."""
 
     def on_trial(info: dict) -> None:
-        ws.catalog.insert("tuning_trials", {
+        reporter.insert("tuning_trials", {
             "tuning_job_id": record["id"], "number": info.get("number"), "algorithm": info.get("algorithm"),
             "params": info.get("params") or {}, "score": _finite(info.get("score")),
             "seconds": info.get("seconds"), "state": info.get("state", "?"), "worker": worker,
         })
-        score = info.get("score")
-        reporter.log(
-            f"trial {info.get('number')} [{info.get('state')}] {info.get('algorithm')} "
-            f"{record['metric']}@{record['cutoff']}={'-' if score is None else f'{score:.4f}'} "
-            f"in {info.get('seconds', 0):.2f} s; best {info.get('best_so_far')}"
-            + (f"; {info['error']}" if info.get("error") else "")
+        if worker != 0:
+            return
+        done = int(info.get("number", 0)) + 1  # study-wide: counts every worker's trials
+        elapsed = time.monotonic() - started
+        fraction = done / max(record["n_trials"], 1)
+        if record["timeout_overall"]:
+            fraction = max(fraction, elapsed / record["timeout_overall"])
+        estimate = elapsed / fraction - elapsed if fraction > 0 else float("nan")
+        best = info.get("best_so_far")
+        reporter.progress(
+            0.9 * min(fraction, 1.0),
+            f"{min(done, record['n_trials'])}/{record['n_trials']} trials, best "
+            f"{'-' if best is None else f'{best:.4f}'}, {elapsed:.0f} s elapsed, ~{max(estimate, 0):.0f} s left",
         )
-        if worker == 0:
-            done = ws.catalog.query("SELECT count(*) AS n FROM tuning_trials WHERE tuning_job_id = ?", [record["id"]])[0]["n"]
-            elapsed = time.monotonic() - started
-            fraction = done / max(record["n_trials"], 1)
-            if record["timeout_overall"]:
-                fraction = max(fraction, elapsed / record["timeout_overall"])
-            estimate = elapsed / fraction - elapsed if fraction > 0 else float("nan")
-            best = info.get("best_so_far")
-            reporter.progress(
-                0.9 * min(fraction, 1.0),
-                f"{done}/{record['n_trials']} trials, best {'-' if best is None else f'{best:.4f}'}, "
-                f"{elapsed:.0f} s elapsed, ~{max(estimate, 0):.0f} s left",
-                force=True,
-            )
 
     return on_trial
 
@@ -173,19 +166,24 @@ def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _search(ws: "Workspace", record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, worker: int,
-            storage: str | None) -> search.SearchResult:
+def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, worker: int,
+            storage: str | None, started: float) -> search.SearchResult:
+    """Run this process's share of the trials; the overall timeout counts from `started`."""
+    timeout = record["timeout_overall"]
+    if timeout:
+        timeout = max(timeout - (time.monotonic() - started), 0.1)
     return search.run_search(
-        split, algorithms=record["algorithms"], n_trials=n_trials, timeout=record["timeout_overall"],
+        split, algorithms=record["algorithms"], n_trials=n_trials, timeout=timeout,
         per_trial_timeout=record["timeout_singlestep"], metric=record["metric"], cutoff=record["cutoff"],
         seed=record["seed"] + worker, storage=storage, study_name=record["study_name"],
-        on_trial=_trial_logger(ws, record, reporter, worker, time.monotonic()),
+        on_trial=_trial_recorder(record, reporter, worker, started),
         should_stop=reporter.cancel_requested, log=reporter.log,
     )
 
 
 def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
     """The body of a tuning job: search (in parallel when asked), record the best, train it."""
+    started = time.monotonic()
     record = ws.catalog.get("tuning_jobs", job["request"]["tuning_job_id"], "tuning job")
     dataset = ws.training_data(record["training_data_id"])
     reporter.progress(0.01, "preparing the split", force=True)
@@ -196,7 +194,7 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
               for i in range(record["n_jobs"])]
     helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
     try:
-        result = _search(ws, record, split, reporter, shares[0], 0, storage)
+        result = _search(record, split, reporter, shares[0], 0, storage, started)
     finally:
         for helper in helpers:
             helper.wait()
@@ -249,7 +247,10 @@ def join_tuning_job(ws: "Workspace", tuning_id: int, n_trials: int, worker: int 
         raise ValidationError(f"Tuning job {tuning_id} has no shared study storage; start it with n_jobs > 1 or storage=.")
     split = split_for(ws, ws.training_data(record["training_data_id"]), record["split"])
     reporter = jobs.Reporter(ws.catalog, record["job_id"])
-    return _search(ws, record, split, reporter, n_trials, worker, storage)
+    try:
+        return _search(record, split, reporter, n_trials, worker, storage, time.monotonic())
+    finally:
+        reporter.flush()
 
 
 def compare(ws: "Workspace", model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
