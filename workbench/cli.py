@@ -7,11 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import WorkbenchError
+from .errors import ValidationError, WorkbenchError
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
 
 
 def _workspace(args: argparse.Namespace):
@@ -40,14 +42,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bool = True) -> list[str]:
-    """The Voila command line that serves the dashboards."""
+    """The Voila command line that serves the dashboards.
+
+    Preheating (Voila 0.5: one kernel per dashboard runs the notebook before any request; the
+    environment, WORKBENCH_HOME included, reaches it) is limited to the six dashboards: the
+    Papermill retrain notebook and any other notebook must never run unasked. Only the front-end
+    extensions the dashboards use are loaded (others, e.g. plotly's 4.8 MB, slow every first paint).
+    """
     voila = shutil.which("voila", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     command = [
         voila or "voila", str(notebooks), "--no-browser", f"--Voila.ip={host}", f"--port={port}",
         "--strip_sources=True", "--show_tracebacks=False", "--Voila.tornado_settings={'autoreload': False}",
+        '--VoilaConfiguration.extension_allowlist=["@jupyter-widgets/jupyterlab-manager",'
+        ' "@voila-dashboards/widgets-manager8", "bqplot"]',
     ]
     if preheat:
-        command += ["--preheat_kernel=True", "--pool_size=1"]
+        dashboards = "|".join(DASHBOARDS)
+        command += [
+            "--preheat_kernel=True", "--pool_size=1",
+            f'--VoilaKernelManager.preheat_denylist=["^(?!(.*/)?({dashboards})[.]ipynb$)"]',
+        ]
     return command
 
 
@@ -55,6 +69,128 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ, WORKBENCH_HOME=str(_workspace(args).home))
     print(f"Dashboards: http://{args.host}:{args.port}/voila/render/home.ipynb", flush=True)
     return subprocess.call(voila_command(args.host, args.port, preheat=not args.no_preheat), env=env)
+
+
+RETRAIN_NOTEBOOK = NOTEBOOKS / "retrain.ipynb"
+EXIT_FAILED, EXIT_BUSY = 1, 75  # 75 = EX_TEMPFAIL: another retrain of the project was running
+
+
+def papermill_value(text: str):
+    """A -p value read the way papermill's own CLI reads it: True/False/None, int, float, else text."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _kernel_for_this_python() -> str:
+    """A Jupyter kernel that runs this very interpreter (the venv's), preferring `python3`."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    manager = KernelSpecManager()
+    version = sys.version_info
+    own_names = {"python", f"python{version[0]}", f"python{version[0]}.{version[1]}"}  # jupyter_client runs sys.executable for these
+    specs = manager.find_kernel_specs()
+    for name in sorted(specs, key=lambda n: n != "python3"):
+        try:
+            argv = manager.get_kernel_spec(name).argv
+        except Exception:  # a broken spec elsewhere must not stop us
+            continue
+        if argv and (argv[0] in own_names or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)):
+            return name
+    raise WorkbenchError(
+        f"No Jupyter kernel runs this Python ({sys.executable}); install one with "
+        f"`{sys.executable} -m ipykernel install --sys-prefix`, or pass --kernel NAME."
+    )
+
+
+def _report_path(runs: Path, project: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    runs.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = runs / (f"{project}-{stamp}.ipynb" if n == 1 else f"{project}-{stamp}-{n}.ipynb")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # claim the name
+            return path
+        except FileExistsError:
+            continue
+    raise WorkbenchError(f"Too many reports named {project}-{stamp}*.ipynb in {runs}.")
+
+
+def _outcome_summary(report: Path) -> dict | None:
+    import nbformat
+
+    try:
+        notebook = nbformat.read(str(report), as_version=4)
+    except Exception:
+        return None
+    for cell in notebook.cells:
+        if "outcome" in cell.get("metadata", {}).get("tags", []):
+            for output in cell.get("outputs", []):
+                summary = output.get("data", {}).get("application/json")
+                if isinstance(summary, dict):
+                    return summary
+    return None
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import papermill
+
+    from .workspace import safe_name
+
+    ws = _workspace(args)
+    notebook = Path(args.notebook) if args.notebook else RETRAIN_NOTEBOOK
+    known = papermill.inspect_notebook(str(notebook))
+    params = {name: papermill_value(value) for name, value in args.parameter or []}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValidationError(f"Unknown parameter(s) {', '.join(unknown)}; the retrain notebook takes: {', '.join(known)}.")
+    if args.project is not None:
+        params["project"] = args.project
+    project = params.get("project")
+    if not isinstance(project, str):
+        raise ValidationError("Give the project: --project NAME.")
+    safe_name(project, "project")
+    ws.project(project)  # an unknown project fails here, before a kernel starts
+    new_data = params.get("new_data")
+    if isinstance(new_data, str) and not new_data.lstrip().upper().startswith(("SELECT", "WITH", "FROM")):
+        if not Path(new_data).is_file():
+            raise ValidationError(f"new_data {new_data!r}: no such file (relative to {os.getcwd()}).")
+        params["new_data"] = str(Path(new_data).resolve())  # the report shows where the data came from
+    home = str(Path(args.home).resolve()) if args.home else str(ws.home)
+    params["home"] = home
+    os.environ["WORKBENCH_HOME"] = home  # for anything in the kernel that opens the default workspace
+    kernel = args.kernel or _kernel_for_this_python()
+    output = Path(args.output).resolve() if args.output else _report_path(ws.home / "runs", project)
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=params, kernel_name=kernel, progress_bar=False,
+            log_output=args.log_output, request_save_on_cell_execute=True, execution_timeout=args.execution_timeout,
+        )
+    except papermill.PapermillExecutionError as error:
+        evalue = (error.evalue or "").strip()
+        print(f"workbench retrain: failed in cell [{error.exec_count}]: {error.ename}: {evalue}", file=sys.stderr)
+        print(f"workbench retrain: report: {output}", file=sys.stderr)
+        return EXIT_BUSY if error.ename == "RetrainBusyError" else EXIT_FAILED
+    except Exception as error:  # the kernel died, a cell timed out, the notebook could not be written...
+        print(f"workbench retrain: the run failed: {type(error).__name__}: {error}", file=sys.stderr)
+        if output.exists():
+            print(f"workbench retrain: report: {output}", file=sys.stderr)
+        return EXIT_FAILED
+    summary = _outcome_summary(output)
+    if summary:
+        old = f" vs active {summary['old_score']:.4f}" if summary.get("old_score") is not None else ""
+        new = f"{summary['new_score']:.4f}" if summary.get("new_score") is not None else "-"
+        what = (f"activated model {summary['new_model_id']}" if summary.get("activated") else
+                f"registered model {summary['new_model_id']}, active model stays {summary['active_model_id']}")
+        print(f"{summary['project']}: {what} ({summary['mode']}; {summary['metric']} new {new}{old}; "
+              f"policy {summary['policy']})")
+    print(output)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8866)
     serve.add_argument("--no-preheat", action="store_true")
     serve.set_defaults(func=cmd_serve)
+
+    retrain = commands.add_parser(
+        "retrain", help="retrain a project's model headless (Papermill); prints the report notebook's path",
+        description="Run notebooks/retrain.ipynb with Papermill. The executed notebook, saved under "
+                    "HOME/runs/<project>-<UTC time>.ipynb, is the report. Exit status: 0 when the new model was "
+                    "activated or the active one kept by the policy, 1 when the run failed, 75 when another "
+                    "retrain of the project was running, 2 for bad arguments (an unknown project or parameter, "
+                    "a missing new_data file), found before any kernel starts.",
+    )
+    retrain.add_argument("--project", help="the project's name (same as -p project NAME)")
+    retrain.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                         help="a notebook parameter (new_data, append, mode, n_trials, timeout, activate, tolerance, "
+                              "metric, cutoff, seed); values are read as papermill does: True/False/None, numbers, text")
+    retrain.add_argument("--output", help="where to write the report notebook (default: HOME/runs/...)")
+    retrain.add_argument("--kernel", help="Jupyter kernel name (default: one that runs this Python)")
+    retrain.add_argument("--notebook", help=argparse.SUPPRESS)
+    retrain.add_argument("--execution-timeout", type=int, default=None, metavar="SECONDS",
+                         help="stop a cell running longer than this (the next retrain cleans up after it)")
+    retrain.add_argument("--log-output", action="store_true", help="echo the notebook's output while it runs")
+    retrain.set_defaults(func=cmd_retrain)
     return parser
 
 

@@ -1,0 +1,318 @@
+"""Headless retraining: the gate, the lock, rollback on failure, and Papermill runs of the CLI."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+import workbench as wb
+from workbench import retrain as rt
+from workbench.errors import NotFoundError, ValidationError
+from workbench.retrain import RetrainBusyError, decide, retrain
+
+from conftest import clustered_interactions
+
+TABLES = ("projects", "training_data", "configurations", "models", "tuning_jobs", "tuning_trials", "jobs")
+
+
+def catalog_state(ws) -> dict:
+    """Every row of the tables a retrain writes, and the model files on disk."""
+    state = {t: ws.catalog.query_df(f"SELECT * FROM {t} ORDER BY id").to_json(date_format="iso") for t in TABLES}
+    state["files"] = sorted(str(p) for p in ws.models_dir.rglob("*") if p.is_file())
+    return state
+
+
+@pytest.fixture
+def shop(tmp_path):
+    """A home with project "shop": the first 80% of the interactions, an active RP3beta model,
+    and the remaining 20% as new.csv."""
+    ws = wb.open(tmp_path / "home")
+    project = ws.create_project("shop", user_column="user_id", item_column="item_id", time_column="timestamp")
+    full = clustered_interactions()
+    cut = full["timestamp"].quantile(0.8)
+    old = ws.import_training_data(project, full[full["timestamp"] <= cut])
+    new_csv = tmp_path / "new.csv"
+    full[full["timestamp"] > cut].to_csv(new_csv, index=False)
+    model = ws.train(ws.create_configuration(project, "RP3beta"), old)
+    ws.activate(model["id"])
+    return ws, new_csv
+
+
+# -- the gate (pure) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy, new, old, tolerance, has_active, expected", [
+    ("if_better", 0.30, 0.30, 0.0, True, True),     # a tie is "at least as good"
+    ("if_better", 0.29, 0.30, 0.0, True, False),
+    ("if_better", 0.29, 0.30, 0.02, True, True),    # within the tolerance
+    ("if_better", 0.27, 0.30, 0.02, True, False),
+    ("if_better", float("nan"), 0.30, 0.5, True, False),
+    ("if_better", 0.10, None, 0.0, False, True),    # nothing active: the first model goes live
+    ("always", 0.01, 0.90, 0.0, True, True),
+    ("never", 0.90, 0.01, 0.0, True, False),
+    ("never", 0.90, None, 0.0, False, False),
+])
+def test_decide(policy, new, old, tolerance, has_active, expected):
+    activate, reason = decide(policy, new, old, tolerance, "ndcg@20", has_active=has_active)
+    assert activate is expected and reason
+
+
+# -- the Python API -----------------------------------------------------------------------------
+
+def test_retrain_appends_new_rows_and_activates_per_policy(shop):
+    ws, new_csv = shop
+    old = ws.active_model("shop")
+    before = ws.training_data(old["training_data_id"])
+    outcome = retrain(ws, "shop", str(new_csv), mode="retrain", tolerance=0.0)
+
+    batch = outcome.statistics.loc["new batch"]
+    assert outcome.training_data["n_rows"] == before["n_rows"] + batch["n_rows"]  # the union
+    assert outcome.changes["rows_added"] == batch["n_rows"] > 0
+    assert outcome.changes["new_users"] > 0  # later users only appear in the new rows
+    assert outcome.new_model["configuration_id"] == old["configuration_id"]
+    assert outcome.new_model["training_data_id"] == outcome.training_data["id"]
+    assert list(outcome.comparison["model_id"]) == [old["id"], outcome.new_model["id"]]
+    assert outcome.metric == "ndcg@20" and outcome.split["seed"] == 1
+    assert outcome.activated and ws.active_model("shop")["id"] == outcome.new_model["id"]
+    assert len(ws.models("shop")) == 2
+    assert "<svg" in outcome.chart().data
+    assert json.dumps(outcome.summary())  # JSON-ready for the CLI
+
+    replaced = retrain(ws, "shop", str(new_csv), append=False, activate="never")
+    assert replaced.training_data["n_rows"] == batch["n_rows"]
+    assert replaced.decision == "kept" and ws.active_model("shop")["id"] == outcome.new_model["id"]
+
+
+def test_gate_policies(shop):
+    ws, _ = shop
+    active = ws.active_model("shop")["id"]  # RP3beta; the retunes below may only pick TopPop
+    worse = dict(mode="retune", algorithms=["TopPop"], n_trials=1)
+
+    kept = retrain(ws, "shop", **worse)
+    assert kept.new_score < kept.old_score
+    assert kept.decision == "kept" and "worse" in kept.reason
+    assert ws.active_model("shop")["id"] == active and kept.new_model["status"] == "SUCCESS"
+
+    lenient = retrain(ws, "shop", tolerance=1.0, **worse)
+    assert lenient.decision == "activated" and ws.active_model("shop")["id"] == lenient.new_model["id"]
+    active = lenient.new_model["id"]
+
+    never = retrain(ws, "shop", activate="never")  # mode "retrain": the active (TopPop) configuration again
+    assert never.decision == "kept" and ws.active_model("shop")["id"] == active
+
+    forced = retrain(ws, "shop", activate="always")
+    assert forced.activated and ws.active_model("shop")["id"] == forced.new_model["id"]
+    assert len(ws.models("shop")) == 5
+
+
+def test_retrain_without_an_active_model_falls_back_to_tuning(workspace, dataset):
+    outcome = retrain(workspace, dataset["project_id"], n_trials=2, algorithms=["TopPop", "RP3beta"])
+    assert (outcome.requested_mode, outcome.mode) == ("retrain", "retune")
+    assert outcome.tuning_job is not None and outcome.old_model is None
+    assert outcome.activated and any("No active model" in note for note in outcome.notes)
+    assert len(outcome.comparison) == 1
+
+
+BAD_PARAMETERS = [
+    ({"mode": "rebuild"}, "mode must be one of"),
+    ({"activate": "maybe"}, "activate must be one of"),
+    ({"tolerance": -1}, "tolerance"),
+    ({"n_trials": 0}, "n_trials"),
+    ({"metric": "auc"}, "metric must be one of"),
+    ({"new_data": "no/such/file.csv"}, "no such file"),
+]
+
+
+def test_bad_parameters_fail_before_touching_anything(shop):
+    ws, _ = shop
+    state = catalog_state(ws)
+    for kwargs, message in BAD_PARAMETERS:
+        with pytest.raises(ValidationError, match=message):
+            retrain(ws, "shop", **kwargs)
+    with pytest.raises(NotFoundError, match="no project named 'nowhere'"):
+        retrain(ws, "nowhere")
+    assert catalog_state(ws) == state
+
+
+def test_a_failure_late_in_the_run_leaves_the_catalog_as_it_was(shop, monkeypatch):
+    ws, new_csv = shop
+    state = catalog_state(ws)
+
+    def broken_compare(*args, **kwargs):
+        raise RuntimeError("the comparison broke")
+
+    monkeypatch.setattr(ws, "compare", broken_compare)
+    with pytest.raises(RuntimeError, match="comparison broke"):  # after importing, tuning and training
+        retrain(ws, "shop", str(new_csv), mode="retune", n_trials=2, algorithms=["TopPop", "RP3beta"])
+    assert catalog_state(ws) == state
+    journal = json.loads((ws.data_dir / "locks" / "shop.retrain.lock").read_text())
+    assert journal["state"] == "rolled back" and journal["removed"]
+
+
+def test_activation_does_not_override_a_change_made_during_the_run(shop, monkeypatch):
+    ws, _ = shop
+    real_compare = ws.compare
+
+    def compare_while_someone_deactivates(*args, **kwargs):
+        frame = real_compare(*args, **kwargs)
+        ws.catalog.execute("UPDATE projects SET active_model_id = NULL WHERE name = 'shop'")  # e.g. from a dashboard
+        return frame
+
+    monkeypatch.setattr(ws, "compare", compare_while_someone_deactivates)
+    outcome = retrain(ws, "shop", activate="always")
+    assert outcome.decision == "kept" and "changed during the run" in outcome.reason
+    assert ws.active_model("shop") is None and outcome.active_model_id is None
+
+
+# -- the lock -----------------------------------------------------------------------------------
+
+HOLDER = textwrap.dedent("""
+    import fcntl, json, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": "here", "started_at": "just now"}).encode())
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_a_second_retrain_of_a_project_gets_a_clear_busy_message(shop):
+    ws, _ = shop
+    lock_file = ws.data_dir / "locks" / "shop.retrain.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        state = catalog_state(ws)
+        with pytest.raises(RetrainBusyError, match=rf"'shop' is already being retrained by process {holder.pid}"):
+            retrain(ws, "shop")
+        with pytest.raises(RetrainBusyError, match="after waiting 0.3 s"):
+            retrain(ws, "shop", lock_timeout=0.3)
+        assert catalog_state(ws) == state
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died holding the lock: the next run takes it over.
+    assert retrain(ws, "shop", activate="never").decision == "kept"
+
+
+def test_the_next_run_removes_what_a_crashed_run_registered(shop):
+    ws, new_csv = shop
+    project = ws.project("shop")
+    active = ws.active_model("shop")
+    # What a run that died after importing and training had left behind, and its journal.
+    marks = rt._watermarks(ws)
+    data = ws.import_training_data(project, str(new_csv))
+    orphan = ws.train(ws.configuration(active["configuration_id"]), data)
+    journal = {"state": "running", "project_id": project["id"], "pid": os.getpid(), "host": socket.gethostname(),
+               "process_started": psutil.Process().create_time(),
+               "started_at": "earlier", "watermarks": marks, "active_before": active["id"],
+               "training_data": [data["id"]], "models": [orphan["id"]], "metrics_backup": {}}
+    lock_file = ws.data_dir / "locks" / "shop.retrain.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock_file.write_text(json.dumps(journal))
+
+    outcome = retrain(ws, "shop", activate="never")
+    assert any("died mid-run" in note for note in outcome.notes)
+    assert orphan["id"] not in set(ws.models("shop")["id"]) and not Path(orphan["file"]).exists()
+    assert data["id"] not in set(ws.training_data_list("shop")["id"])
+    assert not ws.catalog.query("SELECT id FROM jobs WHERE id = ?", [orphan["job_id"]])
+    assert sorted(ws.models("shop")["id"]) == [active["id"], outcome.new_model["id"]]
+    assert ws.active_model("shop")["id"] == active["id"]
+
+
+# -- Papermill through the CLI ------------------------------------------------------------------
+
+def cli(ws, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`workbench --home HOME retrain ARGS` in this process (the notebook still runs in its own kernel)."""
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(ws.home))  # the command sets it for the kernel; restored after
+    monkeypatch.chdir(ws.home.parent)
+    code = main(["--home", str(ws.home), "retrain", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def report_text(path: Path) -> str:
+    notebook = nbformat.read(str(path), as_version=4)
+    return json.dumps([cell.get("outputs", []) for cell in notebook.cells])
+
+
+def test_cli_runs_the_notebook_with_new_rows_appended(shop, monkeypatch, capsys):
+    ws, new_csv = shop
+    old = ws.active_model("shop")
+    code, out, err = cli(ws, monkeypatch, capsys, "--project", "shop", "-p", "new_data", new_csv.name,
+                         "-p", "tolerance", "0.5")
+    assert code == 0, err
+    report = Path(out.strip().splitlines()[-1])
+    assert report.parent == ws.home / "runs" and report.name.startswith("shop-") and report.exists()
+    assert "activated model" in out
+
+    new = ws.active_model("shop")
+    assert len(ws.models("shop")) == 2
+    assert new["id"] != old["id"] and new["training_data_id"] != old["training_data_id"]
+    notebook = nbformat.read(str(report), as_version=4)
+    assert str(new_csv.resolve()) in notebook.cells[2].source  # papermill's injected parameters
+    text = report_text(report)
+    assert "ndcg@20" in text and "active (old)" in text and "<svg" in text  # the comparison: table and chart
+    assert '"decision": "activated"' in text
+
+
+def test_cli_retune_keeps_the_active_model_when_told_to(shop, monkeypatch, capsys):
+    ws, _ = shop
+    old = ws.active_model("shop")
+    code, out, err = cli(ws, monkeypatch, capsys, "--project", "shop", "-p", "mode", "retune", "-p", "n_trials", "2",
+                         "-p", "activate", "never", "-p", "new_data", "None")
+    assert code == 0, err
+    assert "registered model" in out and f"stays {old['id']}" in out
+    assert ws.active_model("shop")["id"] == old["id"]
+    assert len(ws.models("shop")) == 2 and len(ws.tuning_jobs("shop")) == 1
+    assert '"mode": "retune"' in report_text(Path(out.strip().splitlines()[-1]))
+
+
+def test_cli_reports_a_failing_cell_and_a_busy_project(shop, monkeypatch, capsys):
+    ws, _ = shop
+    lock_file = ws.data_dir / "locks" / "shop.retrain.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        state = catalog_state(ws)
+        code, out, err = cli(ws, monkeypatch, capsys, "--project", "shop")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 75 and not out
+    assert f"RetrainBusyError: Project 'shop' is already being retrained by process {holder.pid}" in err
+    report = Path(err.split("report: ")[1].strip())
+    assert report.exists() and "RetrainBusyError" in report_text(report)
+    assert catalog_state(ws) == state
+
+
+def test_cli_bad_parameters_exit_nonzero_and_change_nothing(shop, monkeypatch, capsys):
+    ws, _ = shop
+    state = catalog_state(ws)
+    env = dict(os.environ, WORKBENCH_HOME=str(ws.home))
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "--home", str(ws.home), "retrain", "--project",
+                             "nowhere"], capture_output=True, text=True, env=env, cwd=ws.home.parent, timeout=120)
+    assert result.returncode == 2 and "There is no project named 'nowhere'" in result.stderr
+    code, out, err = cli(ws, monkeypatch, capsys, "--project", "shop", "-p", "new_data", "missing.csv")
+    assert code == 2 and "'missing.csv': no such file" in err
+    code, out, err = cli(ws, monkeypatch, capsys, "--project", "shop", "-p", "n_trails", "3")
+    assert code == 2 and "Unknown parameter(s) n_trails" in err
+    assert catalog_state(ws) == state and not (ws.home / "runs").exists()
+
+
+def test_papermill_value_reads_values_like_papermill():
+    from workbench.cli import papermill_value
+
+    assert [papermill_value(v) for v in ("True", "False", "None", "3", "0.5", "ndcg", "1e-3")] == \
+        [True, False, None, 3, 0.5, "ndcg", 0.001]
+
