@@ -1,0 +1,152 @@
+"""Import benchmark: build_interaction_snapshot vs pandas.read_csv + irspack.df_to_sparse.
+
+    .venv/bin/python bench/bench_import.py [--sizes 1000000,10000000] [--repeat 3] [--smoke]
+
+Generates synthetic interaction files with string ids under bench/work/ (comma CSV, `::` text,
+Parquet), imports them and the real data sets in ../shared/data when present, and prints a
+markdown table of median wall times, with the median CPU seconds (all threads) beside them: on a
+machine shared with other work, CPU time is the steadier comparison. Targets: never slower than
+the pandas path, `::` at least 10x faster, snapshot -> CSR for the largest string-id snapshot at
+most 0.35 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import irspack
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from workbench.data import build_interaction_snapshot, interaction_matrix  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+CSR_TARGET_S = 0.35
+SLOW_BASELINE_S = 20.0  # a baseline run slower than this is not repeated
+
+
+def generate(work: Path, n: int) -> dict[str, Path]:
+    """Comma CSV, `::` text and Parquet copies of the same n synthetic rows (string ids, skewed items)."""
+    paths = {"csv": work / f"synthetic_{n}.csv", "colons": work / f"synthetic_{n}.dat", "parquet": work / f"synthetic_{n}.parquet"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    n_users, n_items = max(n // 50, 10), max(n // 200, 10)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(
+        f"""CREATE TABLE t AS SELECT
+              'u' || (hash(r) % {n_users}) AS user_id,
+              'i' || floor(pow((hash(r * 7 + 1) % 1000003) / 1000003.0, 3) * {n_items})::BIGINT AS item_id,
+              1 + hash(r * 5 + 2) % 5 AS rating,
+              1500000000 + hash(r * 3 + 4) % 100000000 AS timestamp
+            FROM range({n}) AS s(r)"""
+    )
+    con.execute(f"COPY t TO '{paths['csv']}' (HEADER, DELIMITER ',')")
+    con.execute(f"COPY t TO '{paths['parquet']}' (FORMAT parquet)")
+    con.execute(
+        f"""COPY (SELECT 'user_id::item_id::rating::timestamp' AS line
+                  UNION ALL SELECT * FROM (SELECT user_id || '::' || item_id || '::' || rating || '::' || timestamp FROM t))
+            TO '{paths['colons']}' (HEADER false, QUOTE '', DELIMITER '\t')"""
+    )
+    con.close()
+    return paths
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_time(fn, repeat: int, setup=None) -> tuple[float, float, object, int]:
+    """Median wall and CPU seconds of `fn`, its last result, and how many runs were made."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeat):
+        if setup:
+            setup()
+        start, cpu = time.perf_counter(), cpu_seconds()
+        result = fn()
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu_seconds() - cpu)
+        if walls[-1] > SLOW_BASELINE_S:
+            break
+    return statistics.median(walls), statistics.median(cpus), result, len(walls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    args = parser.parse_args()
+    sizes = [20_000] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    repeat = 1 if args.smoke else args.repeat
+    args.work.mkdir(parents=True, exist_ok=True)
+    dest = args.work / "snapshots"
+
+    def fresh():
+        shutil.rmtree(dest, ignore_errors=True)
+
+    cases = []  # (name, path, import kwargs, pandas reader)
+    for n in sizes:
+        paths = generate(args.work, n)
+        cols = dict(user_column="user_id", item_column="item_id", time_column="timestamp")
+        cases += [
+            (f"synthetic {n:,} comma CSV", paths["csv"], cols, lambda p=paths["csv"]: pd.read_csv(p, engine="c")),
+            (f"synthetic {n:,} `::`", paths["colons"], cols, lambda p=paths["colons"]: pd.read_csv(p, sep="::", engine="python")),
+            (f"synthetic {n:,} Parquet", paths["parquet"], cols, lambda p=paths["parquet"]: pd.read_parquet(p)),
+        ]
+    ml = SHARED / "ml-100k" / "u.data"
+    if ml.exists():
+        names = ["column0", "column1", "column2", "column3"]
+        cases.append(("ml-100k u.data (tab, no header)", ml, dict(user_column="column0", item_column="column1", time_column="column3"),
+                      lambda: pd.read_csv(ml, sep="\t", header=None, names=names, engine="c")))
+    lastfm = SHARED / "lastfm-2k" / "user_artists.dat"
+    if lastfm.exists():
+        cases.append(("lastfm-2k user_artists.dat (tab)", lastfm, dict(user_column="userID", item_column="artistID"),
+                      lambda: pd.read_csv(lastfm, sep="\t", engine="c")))
+
+    rows = [
+        "| data | rows | import s (CPU s) | rows/s | pandas + df_to_sparse s (CPU s) | speedup |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    _, warm, kwargs, _ = cases[0]
+    build_interaction_snapshot(warm, dest, **kwargs)  # one-time costs: DuckDB database, lazy imports
+    largest = None
+    for name, path, kwargs, read in cases:
+        ours, ours_cpu, snap, _ = median_time(lambda: build_interaction_snapshot(path, dest, **kwargs), repeat, fresh)
+        user, item = kwargs["user_column"], kwargs["item_column"]
+        base, base_cpu, _, runs = median_time(lambda: irspack.df_to_sparse(read(), user, item), repeat)
+        note = "" if runs == repeat else f", {runs} run"
+        rows.append(
+            f"| {name} | {snap.n_rows:,} | {ours:.2f} ({ours_cpu:.2f}) | {snap.n_rows / ours:,.0f} "
+            f"| {base:.2f} ({base_cpu:.2f}{note}) | {base / ours:.1f}x |"
+        )
+        print(rows[-1], file=sys.stderr, flush=True)
+        if name.endswith("comma CSV"):
+            largest = (snap.n_rows, path, kwargs)
+    if largest:
+        n, path, kwargs = largest
+        fresh()
+        snap = build_interaction_snapshot(path, dest, **kwargs)
+        interaction_matrix(snap.path)  # warm the page cache
+        csr, csr_cpu, (matrix, _, _), _ = median_time(lambda: interaction_matrix(snap.path), max(repeat, 5))
+        rows.append(
+            f"| snapshot -> CSR, string ids (target <= {CSR_TARGET_S} s) | {n:,} | {csr:.3f} ({csr_cpu:.3f}) "
+            f"| {n / csr:,.0f} | | |"
+        )
+    fresh()
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""Importing interaction and metadata files into snapshots, and reading them back."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from workbench import data
+from workbench.errors import NotFoundError, ValidationError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+COLUMNS = dict(user_column="user", item_column="item", time_column="ts")
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real datasets live in ../shared/data)")
+    return path
+
+
+def interactions(n=400, n_users=30, n_items=50, seed=0) -> pd.DataFrame:
+    """Rows in random order with string ids, unix-second times and some repeated pairs."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "user": [f"u{x}" for x in rng.integers(0, n_users, n)],
+        "item": [f"i{x}" for x in rng.integers(0, n_items, n)],
+        "ts": rng.integers(1_500_000_000, 1_600_000_000, n),
+        "rating": rng.integers(1, 6, n),
+    })
+    return frame
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    """Write `frame` in the format its name says (.csv .tsv .dat(::) .parquet .json .ndjson, optionally .gz)."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if name.endswith(".parquet"):
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+        content = buffer.getvalue().to_pybytes()
+    elif name.endswith(".json"):
+        content = json.dumps(frame.to_dict(orient="records")).encode()
+    elif name.endswith(".ndjson"):
+        content = "".join(json.dumps(r) + "\n" for r in frame.to_dict(orient="records")).encode()
+    else:
+        sep = {".csv": ",", ".tsv": "\t", ".dat": "::"}[Path(name).suffix]
+        cells = frame.astype(object).where(frame.notna(), "").astype(str)
+        lines = [sep.join(frame.columns)] + [sep.join(row) for row in cells.itertuples(index=False)]
+        content = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(content) if path.name.endswith(".gz") else content)
+    return path
+
+
+def entries(root: Path) -> list:
+    return sorted(os.listdir(root)) if root.exists() else []
+
+
+@pytest.fixture
+def frame():
+    return interactions()
+
+
+@pytest.fixture
+def reference(frame, tmp_path):
+    return data.build_interaction_snapshot(frame, tmp_path / "ref", **COLUMNS)
+
+
+FORMATS = ["a.csv", "a.tsv", "a.dat", "a.parquet", "a.json", "a.ndjson"]
+
+
+@pytest.mark.parametrize("name", FORMATS + [f + ".gz" for f in FORMATS])
+def test_every_format_gives_the_same_snapshot(name, frame, reference, tmp_path):
+    path = write(frame, tmp_path / name)
+    snap = data.build_interaction_snapshot(path, tmp_path / "snaps", **COLUMNS)
+    assert snap.fingerprint == reference.fingerprint
+    assert snap.source == str(path)
+    assert (snap.n_rows, snap.n_users, snap.n_items) == (len(frame), frame.user.nunique(), frame.item.nunique())
+    X, users, items = data.interaction_matrix(snap.path)
+    X_ref, users_ref, items_ref = data.interaction_matrix(reference.path)
+    assert (X != X_ref).nnz == 0
+    assert list(users) == list(users_ref) and list(items) == list(items_ref)
+
+
+def test_row_order_does_not_change_the_fingerprint(frame, reference, tmp_path):
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    snap = data.build_interaction_snapshot(shuffled, tmp_path / "s", **COLUMNS)
+    assert snap.fingerprint == reference.fingerprint
+    other = data.build_interaction_snapshot(frame.iloc[1:], tmp_path / "s", **COLUMNS)
+    assert other.fingerprint != reference.fingerprint
+
+
+def test_sql_source(frame, reference, tmp_path):
+    path = write(frame, tmp_path / "a.csv")
+    snap = data.build_interaction_snapshot(f"  select * FROM read_csv('{path}')", tmp_path / "s", **COLUMNS)
+    assert snap.fingerprint == reference.fingerprint
+    assert snap.source.startswith("SQL: select")
+    with pytest.raises(ValidationError, match=r"SQL: SELECT \* FROM nowhere: the query failed: .*nowhere"):
+        data.build_interaction_snapshot("SELECT * FROM nowhere", tmp_path / "s", **COLUMNS)
+
+
+def test_snapshot_layout_and_info(reference, frame):
+    assert sorted(os.listdir(reference.path)) == ["interactions.parquet", "items.parquet", "snapshot.json", "users.parquet"]
+    assert reference.path.name == reference.fingerprint and len(reference.fingerprint) == 64
+    assert data.snapshot_info(reference.path) == reference
+    assert reference.id_types == {"user": "string", "item": "string"}
+    assert reference.time_min == datetime.fromtimestamp(frame.ts.min(), timezone.utc).replace(tzinfo=None)
+    assert reference.time_max == datetime.fromtimestamp(frame.ts.max(), timezone.utc).replace(tzinfo=None)
+    assert reference.dropped == {"null_ids": 0, "duplicates": 0}
+    schema = pq.read_schema(reference.path / "interactions.parquet")
+    assert schema.names == ["user_id", "item_id", "user_code", "item_code", "time"]
+    assert str(schema.field("user_code").type) == "int32" and str(schema.field("time").type) == "timestamp[us]"
+    with pytest.raises(NotFoundError):
+        data.snapshot_info(reference.path.parent / "nope")
+
+
+def test_read_interactions_is_sorted_and_consistent(reference, frame):
+    rows = data.read_interactions(reference.path)
+    assert list(rows.columns) == ["user_id", "item_id", "user_code", "item_code", "time"]
+    assert len(rows) == len(frame)
+    keys = list(zip(rows.user_code, rows.item_code, rows.time))
+    assert keys == sorted(keys)
+    users = sorted(frame.user.unique())
+    assert list(rows.user_id) == [users[c] for c in rows.user_code]
+    expected = sorted(zip(frame.user, frame.item, pd.to_datetime(frame.ts, unit="s")))
+    assert sorted(zip(rows.user_id, rows.item_id, rows.time)) == expected
+
+
+def test_matrix_matches_a_naive_construction(reference, frame):
+    X, users, items = data.interaction_matrix(reference.path)
+    assert list(users) == sorted(frame.user.unique()) and list(items) == sorted(frame.item.unique())
+    dense = np.zeros((len(users), len(items)))
+    for user, item in zip(frame.user, frame.item):
+        dense[list(users).index(user), list(items).index(item)] = 1.0
+    assert X.dtype == np.float64 and X.has_sorted_indices
+    assert np.array_equal(X.toarray(), dense)
+    assert X.nnz == len(frame[["user", "item"]].drop_duplicates())
+
+
+def test_integer_ids_stay_integers(tmp_path):
+    frame = pd.DataFrame({"user": [3, 1, 20, 3], "item": [7, 7, 100, 5]})
+    path = write(frame, tmp_path / "ints.csv")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", user_column="user", item_column="item")
+    assert snap.id_types == {"user": "integer", "item": "integer"}
+    assert snap.time_min is None
+    X, users, items = data.interaction_matrix(snap.path)
+    assert users.dtype == np.int64 and list(users) == [1, 3, 20]  # numeric order, not text order
+    assert list(items) == [5, 7, 100]
+    rows = data.read_interactions(snap.path)
+    assert rows.user_id.dtype == np.int64 and "time" not in rows.columns
+    parquet = write(frame.astype("int32"), tmp_path / "ints.parquet")
+    assert data.build_interaction_snapshot(parquet, tmp_path / "s", user_column="user", item_column="item").fingerprint == snap.fingerprint
+
+
+def test_ids_that_are_not_all_integers_are_text(tmp_path):
+    users = list(range(3000)) + ["x7"]  # the odd one is far beyond DuckDB's type-sniffing sample
+    path = write(pd.DataFrame({"user": users, "item": 1}), tmp_path / "mixed.csv")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", user_column="user", item_column="item")
+    assert snap.id_types == {"user": "string", "item": "integer"}
+    assert "x7" in list(data.interaction_matrix(snap.path)[1])
+    path = write(pd.DataFrame({"user": ["007", "7"], "item": [1, 2]}), tmp_path / "zeros.csv")
+    _, users, _ = data.interaction_matrix(data.build_interaction_snapshot(path, tmp_path / "s", user_column="user", item_column="item").path)
+    assert list(users) == ["007", "7"]
+
+
+def test_reimport_reuses_the_snapshot(frame, tmp_path):
+    dest = tmp_path / "s"
+    first = data.build_interaction_snapshot(frame, dest, **COLUMNS)
+    stamp = (first.path / "interactions.parquet").stat().st_mtime_ns
+    again = data.build_interaction_snapshot(write(frame, tmp_path / "a.csv"), dest, **COLUMNS)
+    assert again.path == first.path and again.source.endswith("a.csv")
+    assert (first.path / "interactions.parquet").stat().st_mtime_ns == stamp
+    assert entries(dest) == [first.fingerprint]  # no temporary directories left behind
+
+
+# Time parsing
+
+
+@pytest.mark.parametrize(
+    "values, unit",
+    [
+        (["2024-01-02 03:04:05", "2024-01-03T00:00:00Z", "2024-01-03 02:00:00+02:00", "2024-01-04"], None),
+        ([1704164645, 1704240000, 1704240000, 1704326400], None),
+        ([1704164645000, 1704240000000, 1704240000000, 1704326400000], None),
+        ([1704164645.0, 1704240000.0, 1704240000.0, 1704326400.0], "s"),
+        ([1704164645000, 1704240000000, 1704240000000, 1704326400000], "ms"),
+    ],
+)
+def test_times_are_recognized(values, unit, tmp_path):
+    frame = pd.DataFrame({"user": ["a", "b", "c", "d"], "item": ["x", "x", "y", "y"], "ts": values})
+    path = write(frame, tmp_path / "t.csv")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS, time_unit=unit)
+    times = data.read_interactions(snap.path).sort_values("user_id").time
+    expected = pd.to_datetime(["2024-01-02 03:04:05", "2024-01-03 00:00:00", "2024-01-03 00:00:00", "2024-01-04 00:00:00"])
+    assert list(times) == list(expected)
+
+
+def test_text_times_are_utc_whatever_the_local_zone(tmp_path):
+    query = (
+        "SELECT * FROM (VALUES ('a', 'x', '2024-01-01 00:00:00'), ('b', 'y', '2024-01-02T00:00:00+01:00')) "
+        "AS t(user, item, ts)"
+    )
+    with data._Session() as session:  # as if the machine's zone were New York
+        database = data._Session._database[1]
+        zone = session.con.sql("SELECT current_setting('TimeZone')").fetchall()[0][0]
+    database.execute("SET GLOBAL TimeZone = 'America/New_York'")
+    try:
+        snap = data.build_interaction_snapshot(query, tmp_path / "s", **COLUMNS)
+    finally:
+        database.execute(f"SET GLOBAL TimeZone = '{zone}'")
+    assert (snap.time_min, snap.time_max) == (datetime(2024, 1, 1), datetime(2024, 1, 1, 23))
+
+
+def test_dataframe_datetimes_with_time_zones(tmp_path):
+    frame = pd.DataFrame({
+        "user": ["a", "b"], "item": ["x", "y"],
+        "ts": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 10:00"]).tz_localize("Europe/Paris"),
+    })
+    snap = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS)
+    assert snap.time_min == datetime(2024, 1, 1, 9, 0) and snap.time_max == datetime(2024, 1, 2, 9, 0)
+
+
+def test_bad_times_are_reported(tmp_path):
+    frame = interactions(n=3000).astype({"ts": str})
+    frame.loc[2500, "ts"] = "yesterday"  # beyond the type-sniffing sample
+    frame.loc[2600, "ts"] = "2024-13-45"
+    path = write(frame, tmp_path / "t.csv")
+    dest = tmp_path / "s"
+    with pytest.raises(ValidationError) as error:
+        data.build_interaction_snapshot(path, dest, **COLUMNS)
+    message = str(error.value)
+    assert str(path) in message and "'ts'" in message and "2 values that are not times" in message
+    assert "'yesterday', '2024-13-45'" in message and "data row 2501" in message
+    assert "expected unix seconds or milliseconds" in message
+    with pytest.raises(ValidationError, match="too large for unix seconds or milliseconds"):
+        data.build_interaction_snapshot(pd.DataFrame({"user": [1], "item": [1], "ts": [10**16]}), dest, **COLUMNS)
+    with pytest.raises(ValidationError, match="time_unit must be one of"):
+        data.build_interaction_snapshot(path, dest, **COLUMNS, time_unit="days")
+    assert entries(dest) == []
+
+
+# Nulls and duplicates
+
+
+def test_null_ids_are_dropped_and_counted_or_rejected(frame, tmp_path):
+    frame = frame.astype({"user": object})
+    frame.loc[[5, 9, 17], "user"] = None
+    frame.loc[9, "item"] = None
+    path = write(frame, tmp_path / "n.csv")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS)
+    assert snap.dropped["null_ids"] == 3 and snap.n_rows == len(frame) - 3
+    dest = tmp_path / "r"
+    with pytest.raises(ValidationError) as error:
+        data.build_interaction_snapshot(path, dest, **COLUMNS, null_ids="reject")
+    message = str(error.value)
+    assert str(path) in message and "3 rows have no value in column 'user' / 'item'" in message
+    assert "first at data row 6" in message
+    assert entries(dest) == []
+
+
+def test_duplicate_policies(tmp_path):
+    frame = pd.DataFrame({
+        "user": ["a", "a", "a", "b", "b", "a"],
+        "item": ["x", "x", "y", "x", "x", "x"],
+        "ts": [30, 10, 5, 7, 7, 20],
+    })
+    keep = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS)
+    assert keep.n_rows == 6 and keep.dropped["duplicates"] == 0
+    rows = data.read_interactions(keep.path)
+    assert list(rows.time.astype("int64") // 10**6) == [10, 20, 30, 5, 7, 7]  # times ordered within a pair
+    X, _, _ = data.interaction_matrix(keep.path)
+    assert X.nnz == 3 and X.sum() == 3.0
+    last = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS, duplicates="last")
+    assert last.n_rows == 3 and last.dropped["duplicates"] == 3
+    rows = data.read_interactions(last.path)
+    assert list(rows.time.astype("int64") // 10**6) == [30, 5, 7]
+    with pytest.raises(ValidationError, match="give time_column"):
+        data.build_interaction_snapshot(frame, tmp_path / "s", user_column="user", item_column="item", duplicates="last")
+
+
+# Files that cannot be used
+
+
+def assert_rejected(source, dest: Path, *fragments: str, **options):
+    before = entries(dest)
+    with pytest.raises(ValidationError) as error:
+        data.build_interaction_snapshot(source, dest, **{**COLUMNS, **options})
+    for fragment in fragments:
+        assert fragment in str(error.value)
+    assert entries(dest) == before
+    return str(error.value)
+
+
+def test_missing_columns_are_listed(frame, reference, tmp_path):
+    path = write(frame, tmp_path / "a.csv")
+    dest = reference.path.parent  # holds a snapshot already: nothing may be added
+    assert_rejected(path, dest, str(path), "user column 'uid' not found", "columns found: 'user', 'item', 'ts', 'rating'",
+                    user_column="uid")
+    assert_rejected(path, dest, "time column 'when' not found", time_column="when")
+    assert_rejected(frame, dest, "DataFrame: item column 'product' not found", item_column="product")
+
+
+def test_file_without_header_gets_a_hint(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("1\t2\t5\t881250949\n3\t4\t3\t881250950\n")
+    assert_rejected(path, tmp_path / "s", "user column 'user' not found", "'column0'", "no header line")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", user_column="column0", item_column="column1", time_column="column3")
+    assert snap.n_rows == 2
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"user,item,ts\n", "no data rows (only a header line)"),
+        (b"", "the file is empty"),
+        (b"user,item,ts\nu1,i1,1\nu\xff2,i2,2\n", "not UTF-8 text (byte 0xff on line 3)"),
+        (b"PAR1 not really", "the name says CSV but the content looks like Parquet"),
+        (b"\x00\x01\x02binary", "looks like binary data"),
+    ],
+)
+def test_unusable_csv_files(content, fragment, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    assert_rejected(path, tmp_path / "s", str(path), fragment)
+
+
+def test_invalid_utf8_far_into_the_file(frame, tmp_path):
+    path = tmp_path / "late.csv"
+    rows = "".join(f"u{k},i{k},{1_500_000_000 + k},1\n" for k in range(20000))
+    path.write_bytes(b"user,item,ts,rating\n" + rows.encode() + b"caf\xe9,i1,1500000000,1\n")
+    assert_rejected(path, tmp_path / "s", str(path), "not UTF-8 text")
+
+
+def test_content_that_does_not_match_the_extension(frame, tmp_path):
+    csv_named_parquet = tmp_path / "a.parquet"
+    csv_named_parquet.write_bytes(write(frame, tmp_path / "a.csv").read_bytes())
+    assert_rejected(csv_named_parquet, tmp_path / "s", "the name says PARQUET but the content looks like delimited text")
+    parquet_named_csv = tmp_path / "b.csv"
+    parquet_named_csv.write_bytes(write(frame, tmp_path / "b.parquet").read_bytes())
+    assert_rejected(parquet_named_csv, tmp_path / "s", "the name says CSV but the content looks like Parquet")
+    not_gzip = tmp_path / "c.csv.gz"
+    not_gzip.write_bytes(b"user,item\na,b\n")
+    assert_rejected(not_gzip, tmp_path / "s", "the name ends in .gz but the content is not gzip-compressed")
+    assert_rejected(tmp_path / "missing.csv", tmp_path / "s", "no such file")
+
+
+@pytest.mark.parametrize("size", [300, 30000])
+def test_truncated_gzip(size, tmp_path):
+    full = write(interactions(n=size), tmp_path / "a.csv.gz").read_bytes()
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(full[: len(full) * 2 // 3])
+    assert_rejected(path, tmp_path / "s", str(path), "gzip stream is truncated or corrupt")
+
+
+def test_duckdb_errors_become_validation_errors(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("user,item,ts\n" + "u1,i1,1\n" * 3000 + "u2,i2,2,extra,fields\n")
+    message = assert_rejected(path, tmp_path / "s", str(path), "could not be read")
+    assert "Traceback" not in message
+
+
+def test_bad_parameters(frame, tmp_path):
+    assert_rejected(frame, tmp_path / "s", "null_ids must be one of 'drop', 'reject'", null_ids="keep")
+    assert_rejected(frame, tmp_path / "s", "duplicates must be one of", duplicates="first")
+    assert_rejected(frame, tmp_path / "s", "delimiter must be 1 to 4 characters", delimiter="-----")
+    assert_rejected(42, tmp_path / "s", "source must be a file path, a pandas DataFrame or a SQL query")
+    mixed = pd.DataFrame({"user": ["a", 1], "item": ["x", "y"], "ts": [1, 2]})
+    assert_rejected(mixed, tmp_path / "s", "DataFrame: column 'user' cannot be used", "mixes value types (int, str)")
+
+
+def test_explicit_delimiter(frame, reference, tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("user;;item;;ts;;rating\n" + "".join(f"{r.user};;{r.item};;{r.ts};;{r.rating}\n" for r in frame.itertuples()))
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS, delimiter=";;")
+    assert snap.fingerprint == reference.fingerprint
+
+
+# Item metadata
+
+
+def test_metadata_snapshot(tmp_path):
+    items = pd.DataFrame({"movie": ["m2", "m1", "m3"], "title": ["B", "A", "C"], "year": [1999, 2001, 1987]})
+    csv = tmp_path / "items.csv"
+    items.to_csv(csv, index=False)
+    snap = data.build_metadata_snapshot(csv, tmp_path / "meta", item_column="movie")
+    assert snap.path == tmp_path / "meta" / f"{snap.fingerprint}.parquet"
+    assert snap.columns == ("item_id", "title", "year") and snap.n_rows == 3
+    table = data.read_metadata(snap.path)
+    assert list(table.item_id) == ["m1", "m2", "m3"] and list(table.year) == [2001, 1999, 1987]
+    parquet = data.build_metadata_snapshot(items.astype({"year": "int32"}), tmp_path / "meta", item_column="movie")
+    assert parquet.fingerprint == snap.fingerprint and entries(tmp_path / "meta") == [snap.path.name]
+    dest = tmp_path / "other"
+    with pytest.raises(ValidationError, match=r"column 'movie' has 1 ids on more than one row, e\.g\. 'm1' \(2 rows\)"):
+        data.build_metadata_snapshot(pd.concat([items, items.iloc[[1]]]), dest, item_column="movie")
+    with pytest.raises(ValidationError, match=r"items.csv: item column 'id' not found; columns found: 'movie', 'title', 'year'"):
+        data.build_metadata_snapshot(csv, dest, item_column="id")
+    assert entries(dest) == []
+
+
+# Real data sets (skipped when ../shared/data is absent)
+
+
+def test_movielens_100k(tmp_path):
+    path = shared("ml-100k", "u.data")
+    snap = data.build_interaction_snapshot(path, tmp_path, user_column="column0", item_column="column1", time_column="column3")
+    assert (snap.n_rows, snap.n_users, snap.n_items) == (100_000, 943, 1682)
+    assert snap.id_types == {"user": "integer", "item": "integer"}
+    assert snap.time_min.year == 1997 and snap.time_max.year == 1998
+    X, users, items = data.interaction_matrix(snap.path)
+    assert X.shape == (943, 1682) and X.nnz == 100_000 and users[0] == 1 and items[-1] == 1682
+
+
+def test_lastfm_2k(tmp_path):
+    snap = data.build_interaction_snapshot(shared("lastfm-2k", "user_artists.dat"), tmp_path, user_column="userID", item_column="artistID")
+    assert (snap.n_rows, snap.n_users, snap.n_items) == (92_834, 1892, 17_632)
+    meta = data.build_metadata_snapshot(shared("lastfm-2k", "artists.dat"), tmp_path, item_column="id")
+    assert meta.n_rows == 17_632 and meta.columns == ("item_id", "name", "url", "pictureURL")
+
+
+def test_bench_smoke(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_import.py"), "--smoke", "--work", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| synthetic 20,000 `::` |" in result.stdout and "snapshot -> CSR" in result.stdout
