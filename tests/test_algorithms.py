@@ -155,8 +155,8 @@ def test_defaults_are_sensible_not_irspack_pitfalls():
     assert A.get_algorithm("RP3beta").defaults["top_k"] is not None
     assert A.get_algorithm("DenseSLIM").defaults["reg"] >= 10
     assert A.get_algorithm("TruncatedSVD").defaults["n_components"] > 4
-    eff = A.effective_params("IALS", {}, 1000, 2000)
-    assert eff["reg"] == pytest.approx(10 / (0.3 * 2000))
+    eff = A.effective_params("IALS", {}, 1000, 2000, 50_000)
+    assert eff["reg"] == pytest.approx(8 / max(0.3 * 2000 + 50, 0.3 * 1000 + 25))
     assert "n_threads" in eff
     assert A.effective_params("IALS", {"reg": 0.5}, 1000, 2000)["reg"] == 0.5
 
@@ -231,16 +231,17 @@ def test_search_space_covers_irspack_default_tune_range(name):
             assert rest[0] <= r.low and rest[1] >= r.high, (r.name, rest, r.low, r.high)
 
 
-@pytest.mark.parametrize("m", [300, 1682, 17632, 200000])
-def test_ials_shape_aware_space_still_covers_irspack_reg_range(m):
+@pytest.mark.parametrize("shape", [(300, 200, 8_000), (943, 1682, 90_000), (1892, 17632, 83_000), (10**6, 10**5, 10**8)])
+def test_ials_shape_aware_space_still_covers_irspack_reg_range(shape):
     t = RecordingTrial()
-    A.get_algorithm("IALS").suggest(t, n_users=m // 2, n_items=m)
+    params = A.get_algorithm("IALS").suggest(t, n_users=shape[0], n_items=shape[1], nnz=shape[2])
     _, lam_lo, lam_hi = t.space["IALS.reg_lambda"]
     _, a_lo, a_hi = t.space["IALS.alpha0"]
-    assert a_lo <= 3e-3 and a_hi >= 1.0
-    # reachable reg = lam / (alpha0 * m) must reach [1e-4, 1e-1] for every alpha0 in [3e-3, 1]
-    assert lam_lo / (3e-3 * m) <= 1e-4 + 1e-15
-    assert lam_hi / (1.0 * m) >= 1e-1
+    assert a_lo <= 3e-3 and a_hi >= 1.0 and "reg" in params
+    # reachable reg = lam / scale(alpha0) must reach [1e-4, 1e-1] for every alpha0 in [3e-3, 1]
+    for alpha0 in np.geomspace(3e-3, 1.0, 9):
+        scale = A.ials_reg_scale(alpha0, *shape)
+        assert lam_lo / scale <= 1e-4 * (1 + 1e-9) and lam_hi / scale >= 1e-1 * (1 - 1e-9)
 
 
 @pytest.mark.parametrize("name", ALL)

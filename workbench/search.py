@@ -66,6 +66,7 @@ from .algorithms import (
     cost_guard,
     effective_params,
     get_algorithm,
+    ials_reg_scale,
     resolve_params,
 )
 from .errors import ValidationError, WorkbenchError
@@ -85,8 +86,8 @@ MAX_EPOCHS = 30  # upper bound of epochs of an iterative trial
 PATIENCE = 3  # validations without improvement before an iterative trial stops
 EPOCH_EVAL_MAX_USERS = 1000  # per-epoch validation uses at most this many validation users
 # Known-good starting points besides each algorithm's defaults (trial-parameter space, plain
-# names; IALS reg_lambda = reg * alpha0 * max(n_users, n_items)). Measured: IALS 128/1.0/10 is
-# the best of the grid on ml-100k; RP3beta with an unlimited neighbourhood on long-tail data.
+# names; IALS reg_lambda = reg * ials_reg_scale(alpha0, ...)). Measured: IALS 128/1.0/10 is the
+# best of the grid on ml-100k; RP3beta with an unlimited neighbourhood on long-tail data.
 EXTRA_SEEDS: dict[str, list[dict]] = {
     "IALS": [{"n_components": 128, "alpha0": 1.0, "reg_lambda": 10.0}],
     "RP3beta": [{"top_k": 4096, "beta": 0.3, "normalize_weight": False}],
@@ -235,7 +236,8 @@ def _default_trial_params(algo: Algorithm, split: Split, override: dict | None =
     of its search space (prefixed), clipped into it."""
     if algo.space is None:
         return {}
-    eff = effective_params(algo, {}, split.n_users, split.n_items)
+    nnz = split.X_train.nnz
+    eff = effective_params(algo, {}, split.n_users, split.n_items, nnz)
 
     class _Probe:
         def __init__(self) -> None:
@@ -254,9 +256,9 @@ def _default_trial_params(algo: Algorithm, split: Split, override: dict | None =
             return choices[0]
 
     probe = _Probe()
-    algo.suggest(probe, n_users=split.n_users, n_items=split.n_items)
+    algo.suggest(probe, n_users=split.n_users, n_items=split.n_items, nnz=nnz)
     if algo.name == "IALS":
-        eff["reg_lambda"] = eff["reg"] * eff["alpha0"] * max(split.n_users, split.n_items, 1)
+        eff["reg_lambda"] = eff["reg"] * ials_reg_scale(eff["alpha0"], split.n_users, split.n_items, nnz)
     eff.update(override or {})
     out: dict[str, Any] = {}
     prefix = f"{algo.name}."
@@ -411,7 +413,7 @@ def run_search(
         try:
             name = trial.suggest_categorical("algorithm", names)
             algo = get_algorithm(name)
-            sampled = algo.suggest(trial, n_users=split.n_users, n_items=split.n_items)
+            sampled = algo.suggest(trial, n_users=split.n_users, n_items=split.n_items, nnz=split.X_train.nnz)
             params = _jsonable(resolve_params(algo, sampled))
             info.update(algorithm=name, params=params)
             trial.set_user_attr("algorithm", name)
