@@ -121,7 +121,8 @@ def measure(command: list[str], env: dict | None = None) -> dict:
         wall = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
-        return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "returncode": process.returncode,
+        return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+                "returncode": process.returncode,
                 "stdout": out.read(), "stderr": err.read()}
 
 
@@ -167,15 +168,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append({"dataset": dataset, "system": system, **result})
             print(json.dumps(rows[-1]), flush=True)
     by_key = {(r["dataset"], r["system"]): r for r in rows}
-    print("\n| dataset | system | best nDCG@20 | best algorithm | wall s | peak RSS MB | wall vs Recotem | quality vs Recotem |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| dataset | system | best nDCG@20 | best algorithm | wall s | CPU s | peak RSS MB | wall vs Recotem "
+          "| CPU vs Recotem | quality vs Recotem |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         peer = by_key.get((r["dataset"], "recotem"), {})
         ratio = f"{r['wall_s'] / peer['wall_s']:.2f}x" if peer.get("wall_s") else "-"
+        cpu = f"{r['cpu_s'] / peer['cpu_s']:.2f}x" if peer.get("cpu_s") else "-"
         quality = (f"{r['best_score'] / peer['best_score']:.3f}x"
                    if peer.get("best_score") and r.get("best_score") is not None else "-")
         print(f"| {r['dataset']} | {r['system']} | {r.get('best_score', float('nan')):.4f} | {r.get('best_algorithm')} "
-              f"| {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} | {quality} |")
+              f"| {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} | {cpu} | {quality} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows
