@@ -18,7 +18,7 @@ from workbench.errors import (
 )
 from workbench.signing import KeyRing, SigningKey, read_model_file
 
-from conftest import clustered_interactions
+from conftest import clustered_interactions, item_table
 
 SMALL_PARAMS = {
     "IALS": {"n_components": 8, "train_epochs": 4},
@@ -212,3 +212,14 @@ def test_training_data_matrix_matches_the_interactions(workspace, dataset):
     assert X.nnz == len(frame.drop_duplicates(["user_id", "item_id"]))
     row = X[list(users).index("u5")]
     assert set(np.asarray(items)[row.indices]) == set(frame[frame.user_id == "u5"].item_id)
+
+
+def test_sample_recommendation_joins_metadata_whatever_the_item_column_is_called(workspace):
+    project = workspace.create_project("films", user_column="viewer", item_column="movie_id")
+    frame = clustered_interactions().rename(columns={"user_id": "viewer", "item_id": "movie_id"})
+    data = workspace.import_training_data(project, frame)
+    items = item_table().rename(columns={"item_id": "movie_id"})
+    workspace.import_item_metadata(project, items)
+    model = workspace.train(workspace.create_configuration(project, "TopPop"), data)
+    sample = workspace.sample_recommendation(model.id, metadata=True, seed=0)
+    assert all(row["title"].startswith("Title ") for row in sample["recommendations"])

@@ -13,7 +13,6 @@ from pathlib import Path
 from .errors import ValidationError, WorkbenchError
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
 
 
 def _workspace(args: argparse.Namespace):
@@ -52,12 +51,12 @@ def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bo
     voila = shutil.which("voila", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     command = [
         voila or "voila", str(notebooks), "--no-browser", f"--Voila.ip={host}", f"--port={port}",
-        "--strip_sources=True", "--show_tracebacks=False", "--Voila.tornado_settings={'autoreload': False}",
+        "--strip_sources=True", "--show_tracebacks=False",
         '--VoilaConfiguration.extension_allowlist=["@jupyter-widgets/jupyterlab-manager",'
         ' "@voila-dashboards/widgets-manager8", "bqplot"]',
     ]
     if preheat:
-        dashboards = "|".join(DASHBOARDS)
+        dashboards = "home|data|tuning|training|models|recommendations"
         command += [
             "--preheat_kernel=True", "--pool_size=1",
             f'--VoilaKernelManager.preheat_denylist=["^(?!(.*/)?({dashboards})[.]ipynb$)"]',
@@ -65,8 +64,19 @@ def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bo
     return command
 
 
+def kernel_ipython_dir(data_dir: Path) -> Path:
+    """An IPython folder for dashboard kernels, with history off: kernels started together
+    would otherwise fight over one history database and print "database is locked" on a page."""
+    folder = Path(data_dir) / "ipython"
+    config = folder / "profile_default" / "ipython_kernel_config.py"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("c.HistoryManager.enabled = False\n")
+    return folder
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    env = dict(os.environ, WORKBENCH_HOME=str(_workspace(args).home))
+    ws = _workspace(args)
+    env = dict(os.environ, WORKBENCH_HOME=str(ws.home), IPYTHONDIR=str(kernel_ipython_dir(ws.data_dir)))
     print(f"Dashboards: http://{args.host}:{args.port}/voila/render/home.ipynb", flush=True)
     return subprocess.call(voila_command(args.host, args.port, preheat=not args.no_preheat), env=env)
 
@@ -193,6 +203,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import check
+
+    report = check(_workspace(args), repair=args.repair, stale_after=args.stale_after)
+    print(report.text())
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     parser.add_argument("--home", default=None, help="workspace folder or .duckdb file (default: WORKBENCH_HOME or here)")
@@ -232,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop a cell running longer than this (the next retrain cleans up after it)")
     retrain.add_argument("--log-output", action="store_true", help="echo the notebook's output while it runs")
     retrain.set_defaults(func=cmd_retrain)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the catalog, model files and snapshots for what crashes left; --repair fixes it",
+        description="Find dead jobs, crashed retrains, model files without records, SUCCESS models without a "
+                    "verified file (altered files are moved to HOME/quarantine, never deleted), leftover temp files "
+                    "and unreferenced snapshots. Exit status: 0 when all is consistent (after --repair: when "
+                    "everything found was fixed), 1 when problems remain.",
+    )
+    doctor.add_argument("--repair", action="store_true", help="fix what was found")
+    doctor.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
+                        help="leave temp files and unreferenced snapshots younger than this alone (a live import or "
+                             "training may own them; default 600)")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

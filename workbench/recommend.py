@@ -197,4 +197,4 @@ def _metadata_frame(ws: "Workspace", model: dict, metadata: Any) -> tuple[pd.Dat
         raise NotFoundError(f"Project {model['project']!r} has no item metadata yet.")
     if record["project_id"] != model["project_id"]:
         raise ValidationError(f"Item metadata {record['id']} belongs to another project than model {model['id']}.")
-    return ws.item_metadata_frame(record), record["item_column"]
+    return ws.item_metadata_frame(record), "item_id"  # snapshots key metadata by item_id

@@ -1,0 +1,21 @@
+"""ipywidgets dashboards, one module per dashboard; the notebooks in notebooks/ only display them.
+
+    from workbench.ui import ModelsDashboard
+    app = ModelsDashboard()        # wb.open() by default, or ModelsDashboard(ws, project="demo")
+    app                            # display it (a Voila page, or a JupyterLab cell)
+
+Every dashboard is an ipywidgets VBox whose actions are methods and buttons, so they can be
+driven headless in tests: `app.select(3); app.activate_button.click()`.
+"""
+
+from .data import DataDashboard
+from .home import HomeDashboard
+from .models import ModelsDashboard
+from .recommendations import RecommendationsDashboard
+from .training import TrainingDashboard
+from .tuning import TuningDashboard
+
+__all__ = [
+    "DataDashboard", "HomeDashboard", "ModelsDashboard", "RecommendationsDashboard", "TrainingDashboard",
+    "TuningDashboard",
+]

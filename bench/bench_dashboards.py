@@ -1,0 +1,265 @@
+"""First paint of each Voila dashboard, preheated and cold, and the Models list with 1,000 models.
+
+    python bench/bench_dashboards.py            # every dashboard, 3 runs each (median), ~4 min
+    python bench/bench_dashboards.py --smoke    # the home dashboard, preheated, one run (tests)
+
+"First paint" is the time from navigation start until the dashboard's widgets are on screen (its
+title and its main controls rendered by the widget manager), measured by Playwright in Debian's
+Chromium with a warm browser cache (a user's second visit; the first load of the static assets
+is done once beforehand and not counted). "Preheated" is `workbench serve` as shipped (a kernel per
+dashboard runs the notebook before the request); "cold" is `workbench serve --no-preheat`. Targets:
+preheated first paint <= 1 s; the Models list of 1,000 models usable (table shown and a page turn
+answered) <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import workbench as wb  # noqa: E402
+from workbench.cli import NOTEBOOKS, kernel_ipython_dir, voila_command  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
+# what must be on screen for each dashboard to count as painted
+BASELINE = "baseline/home"  # a minimal widget page in the same server: the floor Voila itself sets
+BASELINE_SOURCE = (
+    "import ipywidgets as w\n"
+    "w.VBox([w.HTML(\"<div class='wb-title'>Baseline</div>\"), w.Label('ready')])"
+)
+READY = {
+    BASELINE: "text=ready",
+    "home": "table.wb-table",
+    "data": ".widget-tab",
+    "tuning": ".bqplot",
+    "training": "text=Start Training",
+    "models": "table.wb-table",
+    "recommendations": "text=Random user",
+}
+
+
+def build_home(home: Path, extra_models: int = 0, small: bool = False) -> wb.Workspace:
+    """A throwaway home with the demo project (1,500 users x 800 items; 300 x 150 when small) and 2 models."""
+    from workbench.demo import create_demo_project
+
+    ws = wb.open(home)
+    create_demo_project(ws, name="demo", seed=0, **({"n_users": 300, "n_items": 150} if small else {}))
+    data = ws.latest_training_data("demo")
+    ws.train(ws.create_configuration("demo", "TopPop"), data)
+    model = ws.train(ws.create_configuration("demo", "IALS", {"n_components": 16, "train_epochs": 4}), data)
+    ws.activate(model["id"])
+    if extra_models:
+        insert_models(ws, extra_models)
+    return ws
+
+
+def insert_models(ws: wb.Workspace, n: int) -> None:
+    """Cheap catalog rows for n more models (no files): what the list has to show."""
+    model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
+    ws.catalog.run(lambda con: con.execute(
+        "INSERT INTO models (project_id, configuration_id, training_data_id, status, n_users, n_items, "
+        "n_interactions, train_seconds, metrics, stats, filesize, basename) "
+        "SELECT ?, ?, ?, 'SUCCESS', 1500, 800, 63031, 0.5, "
+        "'{\"ndcg@10\": 0.1, \"ndcg@20\": 0.12, \"recall@20\": 0.3}', '{}', 4096, 'x.wbm' FROM range(?)",
+        [model["project_id"], model["configuration_id"], model["training_data_id"], n]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def notebooks_with_baseline(folder: Path) -> Path:
+    """The dashboards' notebooks plus a minimal widget notebook (preheated too: it is named home.ipynb)."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DASHBOARDS:
+        shutil.copy(NOTEBOOKS / f"{name}.ipynb", folder / f"{name}.ipynb")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(BASELINE_SOURCE)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (folder / "baseline").mkdir(exist_ok=True)
+    nbformat.write(notebook, folder / f"{BASELINE}.ipynb")
+    return folder
+
+
+
+
+class Server:
+    def __init__(self, home: Path, preheat: bool, log: Path, notebooks: Path = NOTEBOOKS) -> None:
+        self.port, self.preheat, self.log = free_port(), preheat, log
+        self.process = subprocess.Popen(
+            voila_command("127.0.0.1", self.port, notebooks=notebooks, preheat=preheat),
+            env=dict(os.environ, WORKBENCH_HOME=str(home), IPYTHONDIR=str(kernel_ipython_dir(log.parent))),
+            cwd=home, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/voila/static/voila.js", timeout=2).read(1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(log.read_text()[-2000:])
+                time.sleep(0.3)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/voila/render/{name}.ipynb"
+
+    def fills(self, name: str) -> int:
+        pattern = rf"Kernel pool of (?:\S*/notebooks/)?{re.escape(name)}\.ipynb is filled"
+        return len(re.findall(pattern, self.log.read_text(errors="replace")))
+
+    def wait_filled(self, name: str, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.preheat and self.fills(name) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(20)
+
+
+def paint(context, url: str, ready: str, timeout: float = 120_000) -> float:
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.locator(".wb-title").first.wait_for(timeout=timeout)
+    page.locator(ready).first.wait_for(timeout=timeout)
+    seconds = time.perf_counter() - started
+    if page.get_by_text("Error displaying widget").count():
+        raise RuntimeError(f"{url}: Error displaying widget")
+    page.close()
+    return seconds
+
+
+def models_usable(context, url: str) -> tuple[float, float]:
+    """(seconds until the 1,000-model table is shown, seconds for a page turn to answer)."""
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.get_by_text(re.compile(r"of 1,00\d")).first.wait_for(timeout=120_000)
+    shown = time.perf_counter() - started
+    label = page.get_by_text(re.compile(r"page 1/\d+")).first
+    started = time.perf_counter()
+    page.locator("button[title='next page']").first.click()
+    page.get_by_text(re.compile(r"page 2/\d+")).first.wait_for(timeout=30_000)
+    turned = time.perf_counter() - started
+    assert label is not None
+    page.close()
+    return shown, turned
+
+
+def measure(home: Path, names: tuple[str, ...], runs: int, preheat: bool, workdir: Path) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(home, preheat, workdir / f"voila-{'pre' if preheat else 'cold'}.log",
+                    notebooks_with_baseline(workdir / "notebooks"))
+    results: dict[str, list[float]] = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            for name in names:
+                server.wait_filled(name, 1)
+            paint(context, server.url(names[0]), READY[names[0]])  # warm the browser cache (not counted)
+            for name in names:
+                used = 1 if name == names[0] else 0
+                times = []
+                for _ in range(runs):
+                    server.wait_filled(name, used + 1)
+                    time.sleep(0.5)
+                    times.append(paint(context, server.url(name), READY[name]))
+                    used += 1
+                results[name] = times
+            browser.close()
+    finally:
+        server.stop()
+    return results
+
+
+def measure_models(home: Path, runs: int, workdir: Path) -> list[tuple[float, float]]:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(home, True, workdir / "voila-1000.log")
+    out = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            server.wait_filled("models", 1)
+            paint(context, server.url("home"), READY["home"])  # warm the browser cache
+            for used in range(runs):
+                server.wait_filled("models", used + 1)
+                time.sleep(0.5)
+                out.append(models_usable(context, server.url("models")))
+            browser.close()
+    finally:
+        server.stop()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="home dashboard, preheated, one run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} is absent: apt-get install chromium", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-dashboards-") as tmp:
+        workdir = Path(tmp)
+        home = workdir / "home"
+        build_home(home, small=args.smoke)
+        names = ("home",) if args.smoke else (BASELINE, *DASHBOARDS)
+        runs = 1 if args.smoke else args.runs
+        rows = []
+        preheated = measure(home, names, runs, True, workdir)
+        cold = {} if args.smoke else measure(home, names, runs, False, workdir)
+        for name in names:
+            rows.append((name, statistics.median(preheated[name]),
+                         statistics.median(cold[name]) if name in cold else None))
+        models = []
+        if not args.smoke:
+            big = workdir / "home1000"
+            build_home(big, extra_models=1000)
+            models = measure_models(big, runs, workdir)
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nDashboards, first paint (median of {runs} run{'s' if runs > 1 else ''}; target preheated <= 1 s; "
+          f"{os.cpu_count()} cores, load average {load})\n")
+    print("| dashboard | preheated (s) | cold (s) |")
+    print("|---|---:|---:|")
+    for name, pre, cold_s in rows:
+        label = "baseline: one Label, no workbench" if name == BASELINE else name
+        print(f"| {label} | {pre:.2f} | {'-' if cold_s is None else f'{cold_s:.2f}'} |")
+    if models:
+        shown = statistics.median(m[0] for m in models)
+        turned = statistics.median(m[1] for m in models)
+        print("\nModels dashboard with 1,002 models (preheated; target usable <= 1 s)\n")
+        print("| measure | seconds |")
+        print("|---|---:|")
+        print(f"| table of 1,002 models shown | {shown:.2f} |")
+        print(f"| page turn answered | {turned:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Data: create projects, import interactions (upload, path or SQL) and item metadata."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import ipywidgets as widgets
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..errors import ValidationError
+from .common import Banner, Dashboard, DataTable, html_table, section
+
+PREVIEW_ROWS = 20
+_SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+AUTO = "auto"  # a Dropdown shows nothing for the value None, so "auto" stands for it
+DELIMITERS = [("auto", AUTO), ("comma ,", ","), ("tab", "\t"), ("semicolon ;", ";"), ("pipe |", "|"), ("::", "::")]
+
+
+def _auto(value: str | None) -> str | None:
+    return None if value in (None, AUTO) else value
+NONE = "(none)"
+
+
+def _lit(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _kind(path: Path) -> tuple[str, bool]:
+    suffixes = [s.lower() for s in path.suffixes]
+    gzipped = suffixes[-1:] == [".gz"]
+    named = suffixes[:-1] if gzipped else suffixes
+    last = named[-1] if named else ""
+    if last in (".parquet", ".pq"):
+        return "parquet", gzipped
+    if last in (".json", ".ndjson", ".jsonl"):
+        return "json", gzipped
+    return "csv", gzipped
+
+
+def _detect_delimiter(path: Path, gzipped: bool) -> str | None:
+    from .. import data
+
+    opener = gzip.open if gzipped else open
+    with opener(path, "rb") as f:
+        head = f.read(1 << 16)
+    try:
+        return data._detect_delimiter(head)
+    except Exception:  # the sniffer of DuckDB decides then
+        return None
+
+
+def reader_sql(path: str | Path, delimiter: str | None = None) -> str:
+    """A DuckDB table function reading the file (used for previews and column mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"{path}: no such file")
+    kind, gzipped = _kind(path)
+    if kind == "parquet":
+        if gzipped:
+            raise ValidationError(f"{path}: gzipped Parquet can be imported as is, but not previewed or re-mapped")
+        return f"read_parquet({_lit(path)})"
+    if kind == "json":
+        return f"read_json_auto({_lit(path)})"
+    delim = delimiter or _detect_delimiter(path, gzipped)
+    options = f", delim={_lit(delim)}" if delim else ""
+    return f"read_csv({_lit(path)}{options}, sample_size=2048)"
+
+
+def preview_source(source: Any, delimiter: str | None = None, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
+    """The first rows of a file path, DataFrame or DuckDB query, read the way an import reads them."""
+    if isinstance(source, pd.DataFrame):
+        return source.head(rows)
+    text = str(source).strip()
+    if not text:
+        raise ValidationError("Give a file, a path or a SQL query first.")
+    if _SQL_START.match(text):
+        query, what = text, "SQL query"
+    else:
+        path = Path(text).expanduser()
+        if path.suffix.lower() == ".parquet":
+            if not path.is_file():
+                raise ValidationError(f"{path}: no such file")
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
+            return batch.to_pandas() if batch is not None else pd.DataFrame()
+        query, what = f"SELECT * FROM {reader_sql(path, delimiter)}", str(path)
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET enable_progress_bar = false")
+        return con.sql(query).limit(rows).df()
+    except duckdb.Error as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValidationError(f"{what}: could not be read: {first}") from None
+    finally:
+        con.close()
+
+
+def mapped_source(source: Any, mapping: dict[str, str | None], target: dict[str, str | None],
+                  delimiter: str | None = None) -> Any:
+    """`source` with its columns renamed from `mapping` (role -> source column) to `target` names."""
+    pairs = [(mapping.get(role), target.get(role)) for role in ("user", "item", "time") if target.get(role)]
+    if all(src == dst for src, dst in pairs):
+        return source
+    missing = [dst for src, dst in pairs if not src]
+    if missing:
+        raise ValidationError(f"Choose the source column for {', '.join(map(repr, missing))}.")
+    if isinstance(source, pd.DataFrame):
+        return source.rename(columns={src: dst for src, dst in pairs})[[dst for _, dst in pairs]]
+    text = str(source).strip()
+    inner = f"({text})" if _SQL_START.match(text) else reader_sql(Path(text).expanduser(), delimiter)
+    columns = ", ".join(f"{_ident(src)} AS {_ident(dst)}" for src, dst in pairs)
+    return f"SELECT {columns} FROM {inner}"
+
+
+def save_upload(ws: Any, upload: dict) -> Path:
+    """Write an uploaded file under data/uploads/ of the workspace; return its path."""
+    name = _UNSAFE.sub("_", Path(str(upload.get("name") or "upload.csv")).name).lstrip(".") or "upload.csv"
+    folder = Path(ws.data_dir) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    content = upload["content"]
+    path.write_bytes(content.tobytes() if hasattr(content, "tobytes") else bytes(content))
+    return path
+
+
+class DataDashboard(Dashboard):
+    name = "data"
+    title = "Data"
+    subtitle = "Projects, interaction logs and item metadata."
+
+    def __init__(self, ws: Any = None, project: Any = None) -> None:
+        super().__init__(ws, project)
+        w, L = widgets, widgets.Layout
+        # new project
+        self.new_name = w.Text(description="Name", placeholder="movies", layout=L(width="260px"))
+        self.new_user = w.Text(description="User column", value="user_id", layout=L(width="260px"),
+                               style={"description_width": "100px"})
+        self.new_item = w.Text(description="Item column", value="item_id", layout=L(width="260px"),
+                               style={"description_width": "100px"})
+        self.new_time = w.Text(description="Time column", value="", placeholder="optional", layout=L(width="260px"),
+                               style={"description_width": "100px"})
+        self.create_button = w.Button(description="Create project", icon="plus", button_style="primary")
+        self.create_button.on_click(self.guard(lambda _: self.create_project()))
+        self.project_message = Banner()
+        new_project = w.VBox([w.HBox([self.new_name, self.new_user]), w.HBox([self.new_item, self.new_time]),
+                              w.HBox([self.create_button]), self.project_message])
+        self.project_info = w.HTML()
+
+        # training data source
+        self.upload = w.FileUpload(accept=".csv,.tsv,.dat,.txt,.gz,.parquet,.pq,.json,.ndjson,.jsonl",
+                                   multiple=False, description="Choose file")
+        self.path = w.Text(placeholder="/path/to/ratings.csv (CSV, TSV, ::, Parquet, JSON, NDJSON, .gz)",
+                           layout=L(width="560px"))
+        self.sql = w.Textarea(placeholder="SELECT user_id, item_id, ts FROM read_parquet('logs/*.parquet')",
+                              layout=L(width="560px", height="70px"))
+        self.source_tabs = w.Tab(children=[w.VBox([self.upload]), w.VBox([self.path]), w.VBox([self.sql])])
+        for i, label in enumerate(("Upload", "Path", "SQL query")):
+            self.source_tabs.set_title(i, label)
+        self.source_tabs.selected_index = 1
+        self.data_name = w.Text(description="Name", placeholder="(file name)", layout=L(width="300px"))
+        self.delimiter = w.Dropdown(description="Delimiter", options=DELIMITERS, value=AUTO, layout=L(width="220px"))
+        self.null_ids = w.Dropdown(description="Empty ids", options=["drop", "reject"], value="drop", layout=L(width="220px"))
+        self.duplicates = w.Dropdown(description="Duplicates", options=["keep", "last"], value="keep", layout=L(width="220px"))
+        self.time_unit = w.Dropdown(description="Time unit", options=[("auto", AUTO), ("seconds", "s"), ("milliseconds", "ms")],
+                                    value=AUTO, layout=L(width="220px"))
+        self.map_user = w.Dropdown(description="user ←", options=[NONE], layout=L(width="260px"))
+        self.map_item = w.Dropdown(description="item ←", options=[NONE], layout=L(width="260px"))
+        self.map_time = w.Dropdown(description="time ←", options=[NONE], layout=L(width="260px"))
+        self.mapping_box = w.VBox([w.HTML("<b>Column mapping</b> <span class='wb-muted'>(source column for each "
+                                          "of the project's columns)</span>"),
+                                   w.HBox([self.map_user, self.map_item, self.map_time])])
+        self.mapping_box.layout.display = "none"
+        self.preview_button = w.Button(description="Preview", icon="eye")
+        self.import_button = w.Button(description="Import", icon="upload", button_style="primary")
+        self.preview_button.on_click(self.guard(lambda _: self.preview()))
+        self.import_button.on_click(self.guard(lambda _: self.import_data()))
+        self.import_message = Banner()
+        self.preview_html = w.HTML(layout=L(overflow="auto", max_width="100%"))
+        self.preview_frame = pd.DataFrame()
+        import_box = w.VBox([
+            self.source_tabs,
+            w.HBox([self.data_name, self.delimiter]),
+            w.HBox([self.null_ids, self.duplicates, self.time_unit]),
+            w.HBox([self.preview_button, self.import_button]),
+            self.import_message, self.mapping_box, self.preview_html,
+        ])
+
+        # item metadata
+        self.meta_upload = w.FileUpload(accept=".csv,.tsv,.gz,.parquet,.json,.ndjson,.jsonl", multiple=False,
+                                        description="Choose file")
+        self.meta_path = w.Text(placeholder="/path/to/items.csv", layout=L(width="420px"))
+        self.meta_item_column = w.Text(description="Item column", layout=L(width="260px"),
+                                       style={"description_width": "90px"})
+        self.meta_button = w.Button(description="Import metadata", icon="upload", button_style="primary")
+        self.meta_button.on_click(self.guard(lambda _: self.import_metadata()))
+        self.meta_message = Banner()
+        self.meta_info = w.HTML(layout=L(overflow="auto", max_width="100%"))
+        meta_box = w.VBox([w.HBox([self.meta_upload, self.meta_path]), w.HBox([self.meta_item_column, self.meta_button]),
+                           self.meta_message, self.meta_info])
+
+        # list
+        self.table = DataTable(page_size=15, empty="No training data in this project yet.")
+        self.body.children = [
+            self.project_info,
+            section("Import training data", import_box,
+                    note="Upload a file, give a path on the server, or a DuckDB query. Preview shows the first rows."),
+            section("Training data", self.table),
+            section("Item metadata", meta_box, note="One row per item: titles, genres... shown beside recommendations."),
+            section("New project", new_project),
+        ]
+        self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
+
+    # --- state
+
+    def on_project_change(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.ws is None:
+            return
+        project = self.project
+        if project is None:
+            self.project_info.value = "<span class='wb-muted'>No project yet: create one below.</span>"
+            self.table.set_frame(pd.DataFrame())
+            self.meta_info.value = ""
+            return
+        self.project_info.value = (
+            f"<span class='wb-muted'>Columns of project <b>{html.escape(project['name'])}</b>: user "
+            f"<code>{html.escape(project['user_column'])}</code>, item <code>{html.escape(project['item_column'])}</code>"
+            + (f", time <code>{html.escape(project['time_column'])}</code>" if project["time_column"] else ", no time")
+            + "</span>"
+        )
+        self.meta_item_column.value = project["item_column"]
+        frame = self.ws.training_data_list(project)
+        if len(frame):
+            frame = frame.assign(
+                per_user=(frame["n_rows"] / frame["n_users"].clip(lower=1)).round(1),
+                density=frame["n_rows"] / (frame["n_users"] * frame["n_items"]).clip(lower=1),
+            )[["id", "name", "n_rows", "n_users", "n_items", "per_user", "density", "time_min", "time_max",
+               "source", "fingerprint", "created_at"]].iloc[::-1]
+            frame["fingerprint"] = frame["fingerprint"].str[:12]
+        self.table.set_frame(frame)
+        self._show_metadata()
+
+    def _show_metadata(self) -> None:
+        record = self.ws.latest_item_metadata(self.project)
+        if record is None:
+            self.meta_info.value = "<span class='wb-muted'>No item metadata yet.</span>"
+            return
+        frame = self.ws.item_metadata_frame(record)
+        self.meta_info.value = (
+            f"<div>Latest: <b>#{record['id']}</b> {record['n_rows']:,} items, columns "
+            f"{html.escape(', '.join(map(str, record['columns'])))} <span class='wb-muted'>from "
+            f"{html.escape(str(record['source']))}</span></div>" + html_table(frame.head(5))
+        )
+
+    # --- actions
+
+    def create_project(self) -> Any:
+        self.project_message.clear()
+        try:
+            project = self.ws.create_project(self.new_name.value.strip(), self.new_user.value.strip(),
+                                             self.new_item.value.strip(), self.new_time.value.strip() or None)
+        except Exception as error:
+            self.project_message.error(error)
+            return None
+        self.refresh_projects(select=project["id"])
+        self.refresh()
+        self.project_message.success(f"Created project {project['name']!r}.")
+        self.banner.success(f"Created project {project['name']!r}; now import its training data.")
+        return project
+
+    def _source(self) -> tuple[Any, str | None]:
+        tab = self.source_tabs.selected_index
+        if tab == 0:
+            if not self.upload.value:
+                raise ValidationError("Choose a file to upload first.")
+            upload = self.upload.value[0]
+            return str(save_upload(self.ws, upload)), str(upload.get("name"))
+        if tab == 1:
+            text = self.path.value.strip()
+            if not text:
+                raise ValidationError("Give the path of a file on the server first.")
+            return str(Path(text).expanduser()), Path(text).name
+        text = self.sql.value.strip()
+        if not text:
+            raise ValidationError("Write a SQL query first.")
+        if not _SQL_START.match(text):
+            raise ValidationError("A query starts with SELECT, WITH or FROM.")
+        return text, "SQL query"
+
+    def preview(self) -> pd.DataFrame | None:
+        self.import_message.clear()
+        try:
+            source, _ = self._source()
+            frame = preview_source(source, _auto(self.delimiter.value))
+        except Exception as error:
+            self.import_message.error(error)
+            self.preview_html.value = ""
+            return None
+        self.preview_frame = frame
+        self.preview_html.value = (f"<div class='wb-muted'>First {len(frame)} rows, {len(frame.columns)} columns</div>"
+                                   + html_table(frame))
+        self._offer_mapping(list(map(str, frame.columns)))
+        return frame
+
+    def _offer_mapping(self, columns: list[str]) -> None:
+        project = self.project
+        if project is None:
+            return
+        for dropdown, wanted in ((self.map_user, project["user_column"]), (self.map_item, project["item_column"]),
+                                 (self.map_time, project["time_column"])):
+            dropdown.options = [NONE] + columns
+            dropdown.value = wanted if wanted in columns else NONE
+            dropdown.disabled = wanted is None
+        self.mapping_box.layout.display = ""
+
+    def _mapping(self) -> dict[str, str | None]:
+        value = lambda d: None if d.value in (None, NONE) else d.value  # noqa: E731
+        return {"user": value(self.map_user), "item": value(self.map_item), "time": value(self.map_time)}
+
+    def import_data(self, background: bool = True) -> None:
+        self.import_message.clear()
+        project = self.project
+        if project is None:
+            self.import_message.error("Create or choose a project first.")
+            return
+        try:
+            source, default_name = self._source()
+            if self.mapping_box.layout.display != "none":
+                target = {"user": project["user_column"], "item": project["item_column"], "time": project["time_column"]}
+                source = mapped_source(source, self._mapping(), target, _auto(self.delimiter.value))
+        except Exception as error:
+            self.import_message.error(error)
+            return
+        is_file = isinstance(source, str) and not _SQL_START.match(source)
+        options = {"delimiter": _auto(self.delimiter.value) if is_file else None, "null_ids": self.null_ids.value,
+                   "duplicates": self.duplicates.value, "time_unit": _auto(self.time_unit.value)}
+        options = {k: v for k, v in options.items() if v is not None}
+        name = self.data_name.value.strip() or default_name
+
+        def work() -> Any:
+            return self.ws.import_training_data(project, source, name=name, **options)
+
+        def done(record: Any) -> None:
+            self.refresh()
+            self.import_message.success(
+                f"Imported training data #{record['id']} {record['name']!r}: {record['n_rows']:,} interactions, "
+                f"{record['n_users']:,} users, {record['n_items']:,} items."
+            )
+            self.banner.clear()
+
+        def fail(error: Exception) -> None:
+            self.import_message.error(error)
+
+        self.import_message.info("Importing…")
+        self._run(work, done, fail, [self.import_button, self.preview_button], background)
+
+    def _run(self, work, done, fail, buttons, background: bool) -> None:
+        def guarded() -> Any:
+            try:
+                return ("ok", work())
+            except Exception as error:
+                return ("error", error)
+
+        def finish(outcome: tuple) -> None:
+            kind, value = outcome
+            done(value) if kind == "ok" else fail(value)
+
+        if background:
+            self.run_background(guarded, finish, buttons=buttons)
+        else:
+            finish(guarded())
+
+    def import_metadata(self, background: bool = True) -> None:
+        self.meta_message.clear()
+        project = self.project
+        if project is None:
+            self.meta_message.error("Create or choose a project first.")
+            return
+        if self.meta_upload.value:
+            upload = self.meta_upload.value[0]
+            source = str(save_upload(self.ws, upload))
+        elif self.meta_path.value.strip():
+            source = str(Path(self.meta_path.value.strip()).expanduser())
+        else:
+            self.meta_message.error("Choose a file to upload or give a path first.")
+            return
+        column = self.meta_item_column.value.strip() or None
+
+        def work() -> Any:
+            return self.ws.import_item_metadata(project, source, item_column=column)
+
+        def done(record: Any) -> None:
+            self._show_metadata()
+            self.meta_message.success(f"Imported item metadata #{record['id']}: {record['n_rows']:,} items.")
+
+        self.meta_message.info("Importing…")
+        self._run(work, done, self.meta_message.error, [self.meta_button], background)
