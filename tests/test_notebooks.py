@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import quiet_ipython_dir
+from workbench.cli import kernel_ipython_dir
 from test_ui import SMALL_DEMO, build_demo_home
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -31,7 +31,7 @@ def test_all_notebooks_run_under_nbval(tmp_path):
     build_demo_home(home, **SMALL_DEMO)
     notebooks = sorted(str(p) for p in NOTEBOOKS.glob("*.ipynb"))
     assert len(notebooks) >= len(DASHBOARDS)
-    env = dict(os.environ, WORKBENCH_HOME=str(home), IPYTHONDIR=str(quiet_ipython_dir(tmp_path / "ipython")))
+    env = dict(os.environ, WORKBENCH_HOME=str(home), IPYTHONDIR=str(kernel_ipython_dir(tmp_path)))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
          "-o", "addopts=", "--nbval-current-env", *notebooks],

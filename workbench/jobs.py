@@ -208,15 +208,45 @@ def is_alive(job: dict) -> bool:
 
 
 def reap_dead_jobs(catalog: Catalog, models_dir: Path | None = None) -> list[int]:
-    """Mark RUNNING jobs whose process died as FAILURE; remove their temp model files."""
-    running = catalog.query("SELECT * FROM jobs WHERE status = 'RUNNING' AND pid IS NOT NULL")
+    """Mark unfinished jobs whose process died as FAILURE; remove their temp and unrecorded model files.
+
+    PENDING jobs count too once a worker pid is recorded (`record_worker`): a worker that dies
+    before it marks its job RUNNING must not leave the job PENDING forever.
+    """
+    running = catalog.query(
+        "SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING') AND pid IS NOT NULL"
+    )
     dead = [job for job in running if not is_alive(job)]
     for job in dead:
         finish_job(catalog, job["id"], FAILURE, f"The worker process {job['pid']} died.")
         if models_dir is not None and Path(models_dir).exists():
             for temp in Path(models_dir).glob(f"*/.*.tmp-{job['pid']}-*"):
                 temp.unlink(missing_ok=True)
+            # A worker killed between renaming its model file into place and recording it leaves a
+            # complete file of a model that is now FAILURE: remove it (as training does in-process).
+            failed = catalog.query(
+                "SELECT m.id, p.name FROM models m JOIN projects p ON p.id = m.project_id "
+                "WHERE m.job_id = ? AND m.status = 'FAILURE' AND m.file IS NULL",
+                [job["id"]],
+            )
+            for row in failed:
+                for leftover in (Path(models_dir) / row["name"]).glob(f"{int(row['id'])}.*"):
+                    if leftover.is_file():
+                        leftover.unlink(missing_ok=True)
     return [job["id"] for job in dead]
+
+
+def record_worker(catalog: Catalog, job_id: int, pid: int) -> None:
+    """Record a just-started worker's identity on its PENDING job, so its death is noticed even
+    if it dies before marking the job RUNNING (e.g. an import error in the worker)."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        started = None  # already gone: the next look at the job judges by the pid alone
+    catalog.execute(
+        "UPDATE jobs SET pid = ?, host = ?, process_started = ? WHERE id = ? AND status = 'PENDING' AND pid IS NULL",
+        [pid, socket.gethostname(), started, job_id],
+    )
 
 
 class Job:

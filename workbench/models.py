@@ -147,6 +147,11 @@ def load_model(ws: "Workspace", ref: Any) -> Recommender:
     if cached and cached[0] == stamp:
         return cached[1]
     header, payload = read_model_file(Path(path), ws.keyring)
+    if header.get("model_id") != model["id"]:  # a validly signed file, but another model's
+        raise ModelFileError(
+            f"The file of model {model['id']} ({path}) holds model {header.get('model_id')!r}: it was replaced; "
+            "run `workbench doctor`."
+        )
     recommender = Recommender(model, header, payload["recommender"], payload["user_ids"], payload["item_ids"])
     with _cache_lock:
         _cache[path] = (stamp, recommender)

@@ -624,8 +624,14 @@ def restricted_loads(data: bytes) -> Any:
     """
     try:
         return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except (ModelFileError, MemoryError):
+    except ModelFileError:
         raise
+    except MemoryError:
+        # e.g. a BINBYTES8 opcode declaring 2**56 bytes: the unpickler allocates before it reads.
+        raise ModelFileError(
+            f"the payload could not be unpickled: it asks for more memory than this machine has "
+            f"(the payload itself is {len(data):,} bytes)"
+        ) from None
     except Exception as exc:
         raise ModelFileError(
             f"the payload could not be unpickled: {type(exc).__name__}: {exc}"

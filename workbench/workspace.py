@@ -46,11 +46,15 @@ class Workspace:
 
     `Workspace()` opens the embedded default (data/workbench.duckdb under the home folder);
     `Workspace("some/dir")` a home folder; `Workspace("x.duckdb")` a catalog file, with data
-    and models beside it.
+    and models beside it. A home's own catalog, `some/dir/data/workbench.duckdb`, opens as
+    `Workspace("some/dir")` does: one catalog always has the same model and data folders,
+    however it is opened (worker processes open it by its file).
     """
 
     def __init__(self, location: str | os.PathLike | None = None, lock_timeout: float | None = None) -> None:
         location = Path(location) if location is not None else default_home()
+        if location.suffix == ".duckdb" and location.name == CATALOG_NAME and location.resolve().parent.name == "data":
+            location = location.resolve().parent.parent
         if location.suffix == ".duckdb":
             self.catalog_path = location.resolve()
             self.home = self.catalog_path.parent
@@ -289,7 +293,8 @@ class Workspace:
         return jobs.run_job(self.catalog, job_id, lambda job, reporter: handlers[job["kind"]](self, job, reporter))
 
     def start_background(self, job_id: int) -> jobs.Job:
-        jobs.start_worker(self.home, self.catalog_path, job_id)
+        pid = jobs.start_worker(self.home, self.catalog_path, job_id)
+        jobs.record_worker(self.catalog, job_id, pid)
         return jobs.Job(self, job_id)
 
     def _project_filter(self, project: Any, alias: str) -> tuple[str, list]:
