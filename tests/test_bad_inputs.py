@@ -117,7 +117,7 @@ CASES = [
     ("NaN ids in a DataFrame", lambda c: c.ws.import_training_data("shop", pd.DataFrame(
         {"user_id": [np.nan, np.nan], "item_id": ["i1", "i2"], "timestamp": [1, 2]})), ValidationError, "no rows left"),
     ("ids of 10k characters", generated("long_ids.csv", f"user_id,item_id,timestamp\n{LONG_ID},i1,1700000000\n"),
-     ValidationError, "characters", GAP + ": data.py accepts ids of any length"),
+     ValidationError, "characters"),
     ("mixed id types", lambda c: c.ws.import_training_data("shop", pd.DataFrame(
         {"user_id": [1, "a", 2.5], "item_id": ["i1", "i2", "i3"], "timestamp": [1, 2, 3]})), ValidationError,
      "mixes value types (float, int, str)"),
@@ -133,14 +133,12 @@ CASES = [
     ("JSON objects as ids", imp("json_nested_ids.json"), ValidationError, "ids must be text or integers",
      GAP + ": JSON objects are cast to text ids"),
     # -- times
-    ("timestamps out of range", imp("timestamp_year_99999.csv"), ValidationError, "range",
-     GAP + ": year 99999 raises a bare OverflowError in data._us_to_datetime"),
+    ("timestamps out of range", imp("timestamp_year_99999.csv"), ValidationError, "range"),
     ("timestamps too large", imp("timestamp_too_large.csv"), ValidationError,
      "too large for unix seconds or milliseconds"),
     ("not a time", imp("timestamp_not_a_time.csv"), ValidationError, "values that are not times, e.g. 'yesterday'"),
     ("NaN timestamps", imp("timestamp_nan.csv"), ValidationError, "infinite or NaN times"),
-    ("negative timestamps", imp("timestamp_negative.csv"), ValidationError, "negative",
-     GAP + ": times before 1970 are accepted"),
+    ("negative timestamps", imp("timestamp_negative.csv"), ValidationError, "negative"),
     ("time unit on dates", lambda c: c.ws.import_training_data("shop", clustered_interactions(), time_unit="s"),
      ValidationError, "already holds dates or times"),
     # -- JSON that is not records
@@ -172,7 +170,7 @@ CASES = [
     ("batch with an unknown user", lambda c: c.recommender.recommend_many(["u1", "nobody"]), NotFoundError,
      "'nobody' is not in model"),
     ("profile of unknown items", lambda c: c.recommender.recommend_for_profile(["nope1", "nope2"]), NotFoundError,
-     "nope1", GAP + ": recommend.py returns arbitrary all-zero scores when no item is known"),
+     "nope1"),
     ("cutoff 0", lambda c: c.recommender.recommend("u1", cutoff=0), ValidationError, "cutoff must be a positive whole number"),
     ("an unknown model", lambda c: c.ws.get_model(999), NotFoundError, "There is no model with id 999"),
     ("a model id that is no number", lambda c: c.ws.get_model("abc"), ValidationError, "A model id is a whole number"),

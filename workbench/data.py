@@ -49,6 +49,9 @@ _DELIMITERS = ("::", "||", "\t", ",", ";", "|")  # multi-character ones first
 _SNIFF_ROWS = 2048
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
+MAX_ID_CHARACTERS = 1024
+LATEST_TIME_US = 4_102_444_800_000_000  # 2100-01-01 UTC
+
 _UNIT_US = {"s": 1_000_000, "ms": 1_000}
 # Chosen for write speed and for reading the two code columns fast (see bench/bench_import.py):
 # sorted user codes shrink to almost nothing, item codes and times hardly compress.
@@ -575,6 +578,12 @@ def _ids(col: pa.ChunkedArray, src: str, name: str) -> tuple[pa.ChunkedArray, st
         except pa.ArrowInvalid:
             raise ValidationError(f"{src}: column {name!r} has integer ids too large for 64 bits") from None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        longest = pc.max(pc.utf8_length(col)).as_py() or 0
+        if longest > MAX_ID_CHARACTERS:
+            raise ValidationError(
+                f"{src}: column {name!r} has an id of {longest:,} characters; ids may have at most "
+                f"{MAX_ID_CHARACTERS:,} characters (is this the right column?)"
+            )
         return col, "string"
     if pa.types.is_floating(kind):  # e.g. a pandas integer column that holds NaN
         values = col.to_numpy()
@@ -586,7 +595,24 @@ def _ids(col: pa.ChunkedArray, src: str, name: str) -> tuple[pa.ChunkedArray, st
 
 
 def _epoch_us(col: pa.ChunkedArray, con, src: str, name: str, unit: str | None) -> pa.ChunkedArray:
-    """Times as int64 microseconds since 1970-01-01 UTC (nulls stay null)."""
+    """Times as int64 microseconds since 1970-01-01 UTC (nulls stay null), between 1970 and 2100."""
+    us = _parse_times(col, con, src, name, unit)
+    bounds = pc.min_max(us)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is not None and low < 0:
+        raise ValidationError(
+            f"{src}: column {name!r} has times before 1970-01-01 (negative unix times); interaction times "
+            "must lie between 1970 and 2100"
+        )
+    if high is not None and high >= LATEST_TIME_US:
+        raise ValidationError(
+            f"{src}: column {name!r} has times after 2100-01-01, out of range; interaction times must lie "
+            "between 1970 and 2100"
+        )
+    return us
+
+
+def _parse_times(col: pa.ChunkedArray, con, src: str, name: str, unit: str | None) -> pa.ChunkedArray:
     col = _plain(col)
     kind = col.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):

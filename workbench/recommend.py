@@ -101,6 +101,11 @@ class Recommender:
         for item_id in item_ids:
             index = self._items.get(item_id)
             (unknown if index is None else known).append(item_id if index is None else index)
+        if not known:
+            raise NotFoundError(
+                f"None of the profile's items is known to model {self.model['id']}: "
+                f"{', '.join(map(repr, unknown[:5])) or 'the profile is empty'}."
+            )
         known = sorted(set(known))
         profile = sps.csr_matrix(
             (np.ones(len(known)), (np.zeros(len(known), dtype=np.int64), np.array(known, dtype=np.int64))),
