@@ -26,4 +26,5 @@ test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(PY) bench/run.py
+	for script in bench/bench_import.py bench/bench_lifecycle.py bench/bench_tuning.py bench/bench_dashboards.py; do \
+		$(PY) $$script || exit 1; done
