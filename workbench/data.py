@@ -48,6 +48,7 @@ _EXTENSIONS = {
 _DELIMITERS = ("::", "||", "\t", ",", ";", "|")  # multi-character ones first
 _SNIFF_ROWS = 2048
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_FLOAT_TYPES = ("FLOAT", "REAL", "DOUBLE")
 _SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
 MAX_ID_CHARACTERS = 1024
 LATEST_TIME_US = 4_102_444_800_000_000  # 2100-01-01 UTC
@@ -299,6 +300,9 @@ class _Input:
                 hint = ""
                 if self.columns and all(re.fullmatch(r"column\d+", c) for c in self.columns):
                     hint = " (the file seems to have no header line, so DuckDB named the columns column0, column1, ...)"
+                elif len(self.columns) == 1 and re.search(r"[,;\t|]", self.columns[0]):
+                    hint = (" (its lines have different numbers of fields, so they could not be split into "
+                            "columns: look for ragged rows or give delimiter=)")
                 raise ValidationError(
                     f"{self.description}: {role} column {name!r} not found; columns found: "
                     f"{', '.join(map(repr, self.columns)) or 'none'}{hint}"
@@ -308,7 +312,15 @@ class _Input:
         """Read `names` with the detected types; if a value later in the file does not fit them, read as text."""
         typed = {n: self.types[n] for n in names if n in self.types}
         for name in set(for_ids) & set(typed):
-            typed[name] = "BIGINT" if typed[name] in _INTEGER_TYPES else "VARCHAR"
+            kind = typed[name].upper()
+            if kind.startswith(("STRUCT", "MAP", "LIST", "UNION")) or kind.endswith("]"):
+                shape = "list" if kind.startswith("LIST") or kind.endswith("]") else "object"
+                raise ValidationError(
+                    f"{self.description}: column {name!r} holds {shape} values ({typed[name]}); "
+                    "ids must be text or integers"
+                )
+            typed[name] = ("BIGINT" if kind in _INTEGER_TYPES
+                           else "DOUBLE" if kind in _FLOAT_TYPES or kind.startswith("DECIMAL") else "VARCHAR")
         try:
             return self.fetch_columns(names, typed)
         except duckdb.Error as error:
@@ -318,10 +330,11 @@ class _Input:
             table = self.fetch_columns(names, dict.fromkeys(typed, "VARCHAR"))
         except duckdb.Error as error:
             raise _wrap(self.description, error) from None
-        for name, kind in typed.items():  # integer columns stay integers if every value is one
-            if kind == "BIGINT":
+        for name, kind in typed.items():  # number columns stay numbers if every value is one
+            if kind in ("BIGINT", "DOUBLE"):
                 try:
-                    table = table.set_column(names.index(name), name, pc.cast(table.column(name), pa.int64()))
+                    target = pa.int64() if kind == "BIGINT" else pa.float64()
+                    table = table.set_column(names.index(name), name, pc.cast(table.column(name), target))
                 except pa.ArrowInvalid:
                     pass
         return table
