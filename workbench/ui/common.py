@@ -501,9 +501,7 @@ class Dashboard(widgets.VBox):
     def reload(self) -> None:
         """Re-read the projects and the dashboard's lists from the catalog."""
         self.refresh_projects()
-        refresh = getattr(self, "refresh", None)
-        if refresh is not None:
-            refresh()
+        self.refresh()
 
     # --- projects
 
@@ -537,8 +535,12 @@ class Dashboard(widgets.VBox):
         finally:
             self._quiet = False
 
+    def refresh(self) -> None:
+        """Re-read what the dashboard shows from the catalog."""
+
     def on_project_change(self) -> None:
-        """Called when the project choice changes; dashboards refresh their lists here."""
+        """Called when the project choice changes: refresh what depends on it."""
+        self.refresh()
 
     # --- running actions
 

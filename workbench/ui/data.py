@@ -222,8 +222,6 @@ class DataDashboard(Dashboard):
 
     # --- state
 
-    def on_project_change(self) -> None:
-        self.refresh()
 
     def refresh(self) -> None:
         if self.ws is None:

@@ -81,8 +81,6 @@ class RecommendationsDashboard(Dashboard):
 
     # --- state
 
-    def on_project_change(self) -> None:
-        self.refresh()
 
     def refresh(self) -> None:
         if self.ws is None:

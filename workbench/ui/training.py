@@ -148,8 +148,6 @@ class TrainingDashboard(Dashboard):
         self._build_form()
         self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
 
-    def on_project_change(self) -> None:
-        self.refresh()
 
     def refresh(self) -> None:
         if self.ws is None:

@@ -77,8 +77,6 @@ class TuningDashboard(Dashboard):
         ]
         self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
 
-    def on_project_change(self) -> None:
-        self.refresh()
 
     def refresh(self) -> None:
         if self.ws is None:
