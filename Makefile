@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8866
 export WORKBENCH_HOME ?= $(CURDIR)
 
-.PHONY: install run test bench chromium
+.PHONY: install run test bench chromium postgresql
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,7 +22,10 @@ run: install
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install chromium
+postgresql:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: install chromium postgresql
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -211,6 +211,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def cmd_tune_worker(args: argparse.Namespace) -> int:
+    from .tuning import run_worker
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise ValidationError(f"--n-trials must be a positive whole number, got {args.n_trials}.")
+    result = run_worker(args.job, args.storage, snapshot=args.snapshot, n_trials=args.n_trials, worker=args.worker,
+                        wait=args.wait, log=lambda line: print(line, flush=True))
+    if result is not None:
+        print(f"tuning job {args.job}: best so far {result.best_algorithm} {result.metric_name}={result.best_score:.4f} "
+              f"({result.n_complete} complete trials in the study)", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     parser.add_argument("--home", default=None, help="workspace folder or .duckdb file (default: WORKBENCH_HOME or here)")
@@ -263,6 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave temp files and unreferenced snapshots younger than this alone (a live import or "
                              "training may own them; default 600)")
     doctor.set_defaults(func=cmd_doctor)
+
+    worker = commands.add_parser(
+        "tune-worker", help="join a tuning job's Optuna study from this process or machine (no catalog needed)",
+        description="Run trials of tuning job ID, whose coordinator was started with "
+                    "ws.tune(..., storage=URL). The study's user attributes say what to search; the data is the "
+                    "job's Parquet snapshot folder (--snapshot, default: the path the coordinator recorded, fine on "
+                    "a shared filesystem), checked against the study's fingerprint first. Stops when the study has "
+                    "its n_trials. Exit status: 0 when done, 2 for a wrong snapshot, an unknown job or bad arguments.",
+    )
+    worker.add_argument("--job", type=int, required=True, metavar="ID", help="the tuning job's id")
+    worker.add_argument("--storage", required=True, metavar="URL",
+                        help="the study's database, e.g. postgresql://user:password@host:5432/optuna")
+    worker.add_argument("--snapshot", metavar="PATH_OR_URL", help="the job's snapshot folder (path or file:// URL)")
+    worker.add_argument("--n-trials", type=int, default=None, metavar="N",
+                        help="run at most N trials here (default: until the study-wide budget is used)")
+    worker.add_argument("--worker", type=int, default=None, metavar="ID",
+                        help="a number recorded with this worker's trials (default: the process id)")
+    worker.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to wait for the coordinator to create the study (default 60)")
+    worker.set_defaults(func=cmd_tune_worker)
     return parser
 
 

@@ -49,5 +49,9 @@ class ForbiddenPickleError(ModelFileError):
     """A correctly signed payload refers to something outside the unpickling allow-list."""
 
 
+class SnapshotMismatchError(WorkbenchError):
+    """A tuning worker was handed a data snapshot other than the one its study was created on."""
+
+
 class JobFailedError(WorkbenchError):
     """A background job ended in FAILURE."""

@@ -157,7 +157,7 @@ class SearchResult:
     n_complete: int = 0
     skipped: dict = field(default_factory=dict)  # algorithm -> reason (cost guard)
     study_name: str | None = None
-    stopped_reason: str | None = None  # "cancelled", "timeout" or None (n_trials done)
+    stopped_reason: str | None = None  # "cancelled", "timeout", "budget" (study-wide cap) or None
 
     @property
     def metric_name(self) -> str:
@@ -179,6 +179,10 @@ def open_storage(storage: Any) -> Any:
     if storage is None or not isinstance(storage, str):
         return storage
     if "://" in storage:
+        # SQLAlchemy 2.1 reads a plain postgresql:// URL as psycopg 3; the workbench ships psycopg2.
+        for plain in ("postgresql://", "postgres://"):
+            if storage.startswith(plain):
+                return "postgresql+psycopg2://" + storage[len(plain):]
         return storage
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -314,6 +318,8 @@ def run_search(
     log: Callable[[str], None] | None = None,
     max_epochs: int = MAX_EPOCHS,
     strategy: str = "bandit",
+    max_study_trials: int | None = None,
+    trial_attrs: dict | None = None,
 ) -> SearchResult:
     """Search algorithms and their parameters on ``split``; see the module docstring.
 
@@ -321,6 +327,10 @@ def run_search(
     ``storage``/``study_name`` every process adds its own. ``on_trial(info)`` is called after
     each trial with number, algorithm, params, score, seconds, state, best_so_far (and epochs,
     error); ``should_stop()`` is checked between trials (and epochs) to cancel.
+    ``max_study_trials`` caps the whole study (every process's trials, running ones included):
+    this call stops once the study holds that many, whatever ``n_trials`` says (optuna's
+    MaxTrialsCallback semantics, checked before each trial is started). ``trial_attrs`` are set
+    as user attributes of every trial this call runs (e.g. which worker ran it).
     """
     started = time.perf_counter()
     logf: Callable[[str], None] = log if log is not None else (lambda s: None)
@@ -336,6 +346,8 @@ def run_search(
     for name, v in (("timeout", timeout), ("per_trial_timeout", per_trial_timeout)):
         if v is not None and not (isinstance(v, (int, float)) and v > 0):
             raise ValidationError(f"{name} must be a positive number of seconds, got {v!r}")
+    if max_study_trials is not None and (not isinstance(max_study_trials, int) or max_study_trials < 1):
+        raise ValidationError(f"max_study_trials must be a positive integer, got {max_study_trials!r}")
     if not isinstance(max_epochs, int) or max_epochs < 1:
         raise ValidationError(f"max_epochs must be a positive integer, got {max_epochs!r}")
     if strategy not in STRATEGIES:
@@ -401,15 +413,28 @@ def run_search(
             stopped_reason = "timeout"
             logf("search timeout reached")
             break
+        if max_study_trials is not None and study_trial_count(study) >= max_study_trials:
+            stopped_reason = "budget"
+            logf(f"the study has its {max_study_trials} trials")
+            break
         if strategy == "bandit" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             n_all = len(study.get_trials(deepcopy=False))
             chosen = _choose_algorithm(study, portfolio, seed, n_all)
             study.enqueue_trial({"algorithm": chosen, **_local_move(study, chosen, seed, n_all)})
         trial = study.ask()
+        if max_study_trials is not None and not _within_budget(study, trial.number, max_study_trials):
+            # Another process started a trial at the same moment; the earlier starts keep the budget.
+            trial.set_user_attr(_SKIPPED_ATTR, "the study's trial budget was reached")
+            study.tell(trial, state=TrialState.FAIL)
+            stopped_reason = "budget"
+            logf(f"the study has its {max_study_trials} trials")
+            break
         n_run += 1
         t0 = time.perf_counter()
         info: dict[str, Any] = {"number": trial.number}
         progress: dict[str, Any] = {}
+        for key, value in (trial_attrs or {}).items():
+            trial.set_user_attr(key, value)
         try:
             name = trial.suggest_categorical("algorithm", names)
             algo = get_algorithm(name)
@@ -491,6 +516,24 @@ def run_search(
             on_trial(dict(info))
 
     return _result(study, split, metric, cutoff, started, skipped, study_name, stopped_reason)
+
+
+def _budget_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that count against a study-wide budget: started (running or finished), not ones
+    that were given up before they ran (``not_started``)."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state != TrialState.WAITING and _SKIPPED_ATTR not in t.user_attrs]
+
+
+def study_trial_count(study: optuna.Study) -> int:
+    """How many trials of the study count against its budget (running and finished)."""
+    return len(_budget_trials(study))
+
+
+def _within_budget(study: optuna.Study, number: int, cap: int) -> bool:
+    """Is trial `number` among the first `cap` started trials (by start time, then number)?"""
+    started = sorted(_budget_trials(study), key=lambda t: (t.datetime_start.timestamp() if t.datetime_start else math.inf, t.number))
+    return number in {t.number for t in started[:cap]}
 
 
 class _DimCounter:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from . import data, jobs, search
 from .algorithms import DEFAULT_PORTFOLIO, build_recommender, get_algorithm
-from .errors import ValidationError
+from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
 from .evaluation import Split, SplitConfig, evaluate, make_split
 from .records import TuningJob
 from .training import create_model_record, fit, train_model
@@ -33,18 +38,22 @@ METRICS = ("ndcg", "map", "recall", "hit", "precision")
 
 def split_for(ws: "Workspace", dataset: dict, config: SplitConfig | dict | None) -> Split:
     """The (cached) held-out split of a training data snapshot."""
+    return _snapshot_split(dataset["path"], dataset["fingerprint"], dataset["n_users"], dataset["n_items"], config,
+                           ws.data_dir / "splits", f"training data {dataset['id']}")
+
+
+def _snapshot_split(path: Any, fingerprint: str, n_users: int, n_items: int, config: SplitConfig | dict | None,
+                    cache_dir: Path | None, label: str) -> Split:
+    """The held-out split of the interaction snapshot at `path` (no catalog needed: remote workers use it)."""
     config = SplitConfig.from_dict(config) if not isinstance(config, SplitConfig) else config
-    cache_dir = ws.data_dir / "splits"
     if config.needs_times:
-        frame = data.read_interactions(dataset["path"])
+        frame = data.read_interactions(path)
         if "time" not in frame.columns:
-            raise ValidationError(
-                f"The {config.scheme!r} split needs interaction times, and training data {dataset['id']} has none."
-            )
-        return make_split(frame, config=config, fingerprint=dataset["fingerprint"], n_users=dataset["n_users"],
-                          n_items=dataset["n_items"], time_column="time", cache_dir=cache_dir)
-    X, user_ids, item_ids = data.interaction_matrix(dataset["path"])
-    return make_split(X, user_ids, item_ids, config=config, fingerprint=dataset["fingerprint"], cache_dir=cache_dir)
+            raise ValidationError(f"The {config.scheme!r} split needs interaction times, and {label} has none.")
+        return make_split(frame, config=config, fingerprint=fingerprint, n_users=n_users,
+                          n_items=n_items, time_column="time", cache_dir=cache_dir)
+    X, user_ids, item_ids = data.interaction_matrix(path)
+    return make_split(X, user_ids, item_ids, config=config, fingerprint=fingerprint, cache_dir=cache_dir)
 
 
 def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
@@ -167,7 +176,7 @@ def _finite(value: Any) -> float | None:
 
 
 def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, worker: int,
-            storage: str | None, started: float) -> search.SearchResult:
+            storage: str | None, started: float, max_study_trials: int | None = None) -> search.SearchResult:
     """Run this process's share of the trials; the overall timeout counts from `started`."""
     timeout = record["timeout_overall"]
     if timeout:
@@ -178,6 +187,7 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
         seed=record["seed"] + worker, storage=storage, study_name=record["study_name"],
         on_trial=_trial_recorder(record, reporter, worker, started),
         should_stop=reporter.cancel_requested, log=reporter.log,
+        max_study_trials=max_study_trials, trial_attrs={"worker": worker},
     )
 
 
@@ -190,20 +200,117 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
     split = split_for(ws, dataset, record["split"])
     reporter.log(f"Split: {split.summary()}")
     storage = _study_storage(ws, record)
-    shares = [record["n_trials"] // record["n_jobs"] + (1 if i < record["n_trials"] % record["n_jobs"] else 0)
-              for i in range(record["n_jobs"])]
+    shared = bool(record["storage"])  # a storage other processes and machines can join (tune-worker)
+    if shared:
+        _publish_study(record, dataset, split, storage)
+        shares = [record["n_trials"]] * record["n_jobs"]  # everyone runs until the study-wide budget
+    else:
+        shares = [record["n_trials"] // record["n_jobs"] + (1 if i < record["n_trials"] % record["n_jobs"] else 0)
+                  for i in range(record["n_jobs"])]
+    cap = record["n_trials"] if shared else None
     helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
     try:
-        result = _search(record, split, reporter, shares[0], 0, storage, started)
+        try:
+            result = _search(record, split, reporter, shares[0], 0, storage, started, cap)
+        finally:
+            for helper in helpers:
+                helper.wait()
+        if shared and result.stopped_reason != "cancelled":
+            _wait_for_workers(record, storage, reporter, started)
     finally:
-        for helper in helpers:
-            helper.wait()
-    if helpers:
+        if shared:
+            _set_study_attr(storage, record["study_name"], "workbench_stopped", True)  # remote workers stop too
+    if helpers or shared:
         result = search.study_result(split, storage=storage, study_name=record["study_name"],
                                      metric=record["metric"], cutoff=record["cutoff"])
+    if shared:
+        _copy_worker_trials(ws, record, storage, reporter)
     if result.stopped_reason == "cancelled":
         reporter.check_cancelled()
     return record_best(ws, record, result, reporter)
+
+
+def _load_study(storage: str, study_name: str) -> optuna.Study:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.load_study(study_name=study_name, storage=search.open_storage(storage))
+
+
+def _set_study_attr(storage: str, study_name: str, key: str, value: Any) -> None:
+    try:
+        _load_study(storage, study_name).set_user_attr(key, value)
+    except Exception:  # the study is gone or the storage unreachable: nothing to tell
+        pass
+
+
+def _publish_study(record: dict, dataset: dict, split: Split, storage: str) -> None:
+    """Create the job's study and store in its user attributes all a remote worker needs (it has no catalog)."""
+    job = {
+        "tuning_job_id": record["id"], "snapshot_fingerprint": dataset["fingerprint"],
+        "snapshot_path": str(Path(dataset["path"]).resolve()), "n_users": dataset["n_users"],
+        "n_items": dataset["n_items"], "split": split.config.to_dict(), "metric": record["metric"],
+        "cutoff": record["cutoff"], "algorithms": list(record["algorithms"]), "n_trials": record["n_trials"],
+        "seed": record["seed"], "timeout_overall": record["timeout_overall"],
+        "timeout_singlestep": record["timeout_singlestep"],
+    }
+    for attempt in range(10):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study = optuna.create_study(storage=search.open_storage(storage), study_name=record["study_name"],
+                                            direction="maximize", load_if_exists=True)
+            break
+        except Exception:  # a worker creating Optuna's tables in a fresh database at the same moment
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
+    old = study.user_attrs.get("workbench_job")
+    if old and old.get("snapshot_fingerprint") != job["snapshot_fingerprint"]:
+        raise ValidationError(f"Study {record['study_name']!r} in that storage already belongs to another tuning job "
+                              "(other data); use a fresh database or schema for this catalog's jobs.")
+    study.set_user_attr("workbench_job", job)
+    study.set_user_attr("workbench_stopped", False)
+
+
+def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, started: float) -> None:
+    """Wait until the study has its n_trials finished trials or no worker runs a trial (bounded by the timeout)."""
+    study = _load_study(storage, record["study_name"])
+    timeout = record["timeout_overall"]
+    logged = False
+    while True:
+        trials = [t for t in study.get_trials(deepcopy=False) if search._SKIPPED_ATTR not in t.user_attrs]
+        finished = sum(t.state.is_finished() for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if finished >= record["n_trials"] or not running:
+            return
+        if timeout and time.monotonic() - started >= timeout:
+            reporter.log(f"timeout: not waiting for {running} running trial(s) of other workers")
+            return
+        if reporter.cancel_requested():
+            return
+        if not logged:
+            reporter.log(f"waiting for {running} trial(s) other workers are running")
+            logged = True
+        time.sleep(0.5)
+
+
+def _copy_worker_trials(ws: "Workspace", record: dict, storage: str, reporter: jobs.Reporter) -> None:
+    """Copy the trials other processes ran (remote workers have no catalog) into tuning_trials."""
+    reporter.flush()
+    known = {row["number"] for row in ws.catalog.query(
+        "SELECT number FROM tuning_trials WHERE tuning_job_id = ?", [record["id"]])}
+    study = _load_study(storage, record["study_name"])
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number in known or not trial.state.is_finished() or search._SKIPPED_ATTR in trial.user_attrs:
+            continue
+        row = search._trial_row(trial)
+        worker = trial.user_attrs.get("worker")
+        reporter.insert("tuning_trials", {
+            "tuning_job_id": record["id"], "number": trial.number, "algorithm": row["algorithm"],
+            "params": row["params"] or {}, "score": _finite(row["score"]), "seconds": row["seconds"],
+            "state": row["state"], "worker": worker if isinstance(worker, int) and abs(worker) < 2**31 else -1,
+        })
+    reporter.flush()
 
 
 def record_best(ws: "Workspace", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
@@ -251,6 +358,73 @@ def join_tuning_job(ws: "Workspace", tuning_id: int, n_trials: int, worker: int 
         return _search(record, split, reporter, n_trials, worker, storage, time.monotonic())
     finally:
         reporter.flush()
+
+
+def study_name_of(job_id: int) -> str:
+    return f"workbench-tuning-{int(job_id)}"
+
+
+def _local_snapshot(ref: str) -> Path:
+    if "://" in ref:
+        if not ref.startswith("file://"):
+            raise ValidationError(f"--snapshot {ref!r}: only local paths and file:// URLs are supported; copy or mount "
+                                  "the snapshot folder (e.g. a shared volume) and give its path.")
+        ref = ref[len("file://"):]
+    return Path(ref)
+
+
+def run_worker(job_id: int, storage: str, snapshot: str | None = None, n_trials: int | None = None,
+               worker: int | None = None, wait: float = 60.0, log=print) -> search.SearchResult | None:
+    """Join tuning job `job_id`'s study in `storage` from any machine, without the catalog.
+
+    Everything else comes from the study's user attributes (written by the coordinator) and the
+    job's Parquet snapshot (`snapshot`, default: the path the coordinator recorded). Runs trials
+    until the study has its n_trials (or `n_trials` of this worker's own ran, or the coordinator
+    stopped); returns None when there was nothing left to do.
+    """
+    if "://" not in storage:
+        raise ValidationError(f"--storage must be a database URL (e.g. postgresql://user:pass@host/db), got {storage!r}.")
+    study_name = study_name_of(job_id)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            study = _load_study(storage, study_name)
+            job = study.user_attrs.get("workbench_job")
+            problem = None
+        except KeyError:
+            job = problem = None
+        except Exception as error:  # unreachable, or the coordinator is creating Optuna's tables right now
+            job, problem = None, error
+        if job is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if problem is not None:
+        raise WorkbenchError(f"Cannot open the study storage: {type(problem).__name__}: {problem}".splitlines()[0])
+    if job is None:
+        raise ValidationError(f"No tuning job {job_id} in that storage (no study {study_name!r} created by a "
+                              f"coordinator within {wait:g} s).")
+    path = _local_snapshot(snapshot or job["snapshot_path"])
+    info = data.snapshot_info(path)
+    if info.fingerprint != job["snapshot_fingerprint"]:
+        raise SnapshotMismatchError(
+            f"Snapshot {path} has fingerprint {info.fingerprint[:16]}..., but tuning job {job_id} was created on "
+            f"{job['snapshot_fingerprint'][:16]}...; hand this worker the job's own snapshot."
+        )
+    worker = os.getpid() if worker is None else int(worker)
+    if study.user_attrs.get("workbench_stopped") or search.study_trial_count(study) >= job["n_trials"]:
+        log(f"tuning job {job_id}: nothing left to do")
+        return None
+    split = _snapshot_split(path, info.fingerprint, info.n_users, info.n_items, job["split"], None, str(path))
+
+    def stopped() -> bool:
+        return bool(study.user_attrs.get("workbench_stopped"))
+
+    return search.run_search(
+        split, algorithms=job["algorithms"], n_trials=n_trials or job["n_trials"], timeout=job["timeout_overall"],
+        per_trial_timeout=job["timeout_singlestep"], metric=job["metric"], cutoff=job["cutoff"],
+        seed=job["seed"] + 1000 + worker % 1_000_000, storage=storage, study_name=study_name, should_stop=stopped,
+        log=log, max_study_trials=job["n_trials"], trial_attrs={"worker": worker, "host": socket.gethostname()},
+    )
 
 
 def compare(ws: "Workspace", model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
