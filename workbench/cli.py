@@ -150,6 +150,7 @@ def _outcome_summary(report: Path) -> dict | None:
 def cmd_retrain(args: argparse.Namespace) -> int:
     import papermill
 
+    from .data import is_sql_query
     from .workspace import safe_name
 
     ws = _workspace(args)
@@ -167,7 +168,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     safe_name(project, "project")
     ws.project(project)  # an unknown project fails here, before a kernel starts
     new_data = params.get("new_data")
-    if isinstance(new_data, str) and not new_data.lstrip().upper().startswith(("SELECT", "WITH", "FROM")):
+    if isinstance(new_data, str) and not is_sql_query(new_data):
         if not Path(new_data).is_file():
             raise ValidationError(f"new_data {new_data!r}: no such file (relative to {os.getcwd()}).")
         params["new_data"] = str(Path(new_data).resolve())  # the report shows where the data came from

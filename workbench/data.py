@@ -340,12 +340,17 @@ class _Input:
         return table
 
 
+def is_sql_query(source) -> bool:
+    """Whether `source` is a DuckDB query (SELECT/WITH/FROM ...) rather than a file path."""
+    return isinstance(source, str) and bool(_SQL_START.match(source)) and not os.path.isfile(source)
+
+
 def _open(source, session: _Session, delimiter: str | None) -> _Input:
     if delimiter is not None and (not isinstance(delimiter, str) or not 1 <= len(delimiter.encode()) <= 4):
         raise ValidationError(f"delimiter must be 1 to 4 characters, got {delimiter!r}")
     if isinstance(source, pd.DataFrame):
         return _open_dataframe(source)
-    if isinstance(source, str) and _SQL_START.match(source) and not os.path.isfile(source):
+    if is_sql_query(source):
         return _open_sql(source.strip(), session.con)
     if isinstance(source, (str, os.PathLike)):
         return _open_file(Path(source), session, delimiter)

@@ -15,6 +15,7 @@ from . import __version__, algorithms, data, jobs
 from .errors import ValidationError
 from .records import TrainedModel
 from .signing import write_model_file
+from .store import insert_row, update_row
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -43,8 +44,6 @@ def train(ws: "Workspace", configuration: Any, training_data: Any, background: b
 
 def create_model_record(ws: "Workspace", config: dict, dataset: dict, tuning_job_id: int | None = None) -> tuple[int, int]:
     """Insert a PENDING model and its training job in one transaction."""
-    from .store import insert_row, update_row
-
     def work(con) -> tuple[int, int]:
         job_id = insert_row(con, "jobs", {"kind": "train", "project_id": config["project_id"], "request": {}})
         model_id = insert_row(

@@ -304,7 +304,7 @@ class Workspace:
 
 
 def _source_name(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)) and not str(source).lstrip().upper().startswith(("SELECT", "WITH", "FROM")):
+    if isinstance(source, (str, os.PathLike)) and not data.is_sql_query(str(source)):
         return Path(source).name
     return "DataFrame" if isinstance(source, pd.DataFrame) else "SQL query"
 
