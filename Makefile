@@ -28,6 +28,5 @@ postgresql:
 test: install chromium postgresql
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
-	for script in bench/bench_import.py bench/bench_lifecycle.py bench/bench_tuning.py bench/bench_dashboards.py; do \
-		$(PY) $$script || exit 1; done
+bench: install chromium
+	$(PY) bench/report.py

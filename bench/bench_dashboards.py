@@ -15,6 +15,7 @@ answered) <= 1 s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="home dashboard, preheated, one run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is absent: apt-get install chromium", file=sys.stderr)
@@ -242,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             build_home(big, extra_models=1000)
             models = measure_models(big, runs, workdir)
 
+    if args.json:
+        args.json.write_text(json.dumps({
+            "runs": runs, "baseline": BASELINE, "preheated": preheated, "cold": cold,
+            "models_1000": [{"shown_s": shown, "page_turn_s": turned} for shown, turned in models]}, indent=2))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nDashboards, first paint (median of {runs} run{'s' if runs > 1 else ''}; target preheated <= 1 s; "
           f"{os.cpu_count()} cores, load average {load})\n")

@@ -1,6 +1,6 @@
 """Import benchmark: build_interaction_snapshot vs pandas.read_csv + irspack.df_to_sparse.
 
-    .venv/bin/python bench/bench_import.py [--sizes 1000000,10000000] [--repeat 3] [--smoke]
+    .venv/bin/python bench/bench_import.py [--sizes 1000000,10000000] [--repeat 3] [--smoke] [--json F]
 
 Generates synthetic interaction files with string ids under bench/work/ (comma CSV, `::` text,
 Parquet), imports them and the real data sets in ../shared/data when present, and prints a
@@ -13,6 +13,7 @@ most 0.35 s.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shutil
 import statistics
@@ -81,13 +82,14 @@ def median_time(fn, repeat: int, setup=None) -> tuple[float, float, object, int]
     return statistics.median(walls), statistics.median(cpus), result, len(walls)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
     sizes = [20_000] if args.smoke else [int(s) for s in args.sizes.split(",")]
     repeat = 1 if args.smoke else args.repeat
     args.work.mkdir(parents=True, exist_ok=True)
@@ -96,57 +98,73 @@ def main() -> None:
     def fresh():
         shutil.rmtree(dest, ignore_errors=True)
 
-    cases = []  # (name, path, import kwargs, pandas reader)
+    cases = []  # (name, format, path, import kwargs, pandas reader)
     for n in sizes:
         paths = generate(args.work, n)
         cols = dict(user_column="user_id", item_column="item_id", time_column="timestamp")
         cases += [
-            (f"synthetic {n:,} comma CSV", paths["csv"], cols, lambda p=paths["csv"]: pd.read_csv(p, engine="c")),
-            (f"synthetic {n:,} `::`", paths["colons"], cols, lambda p=paths["colons"]: pd.read_csv(p, sep="::", engine="python")),
-            (f"synthetic {n:,} Parquet", paths["parquet"], cols, lambda p=paths["parquet"]: pd.read_parquet(p)),
+            (f"synthetic {n:,} comma CSV", "comma CSV", paths["csv"], cols,
+             lambda p=paths["csv"]: pd.read_csv(p, engine="c")),
+            (f"synthetic {n:,} `::`", "`::`", paths["colons"], cols,
+             lambda p=paths["colons"]: pd.read_csv(p, sep="::", engine="python")),
+            (f"synthetic {n:,} Parquet", "Parquet", paths["parquet"], cols, lambda p=paths["parquet"]: pd.read_parquet(p)),
         ]
     ml = SHARED / "ml-100k" / "u.data"
     if ml.exists():
         names = ["column0", "column1", "column2", "column3"]
-        cases.append(("ml-100k u.data (tab, no header)", ml, dict(user_column="column0", item_column="column1", time_column="column3"),
+        cases.append(("ml-100k u.data (tab, no header)", "tab", ml,
+                      dict(user_column="column0", item_column="column1", time_column="column3"),
                       lambda: pd.read_csv(ml, sep="\t", header=None, names=names, engine="c")))
     lastfm = SHARED / "lastfm-2k" / "user_artists.dat"
     if lastfm.exists():
-        cases.append(("lastfm-2k user_artists.dat (tab)", lastfm, dict(user_column="userID", item_column="artistID"),
+        cases.append(("lastfm-2k user_artists.dat (tab)", "tab", lastfm, dict(user_column="userID", item_column="artistID"),
                       lambda: pd.read_csv(lastfm, sep="\t", engine="c")))
 
-    rows = [
-        "| data | rows | import s (CPU s) | rows/s | pandas + df_to_sparse s (CPU s) | speedup |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    _, warm, kwargs, _ = cases[0]
+    _, _, warm, kwargs, _ = cases[0]
     build_interaction_snapshot(warm, dest, **kwargs)  # one-time costs: DuckDB database, lazy imports
-    largest = None
-    for name, path, kwargs, read in cases:
+    imports, largest = [], None
+    for name, fmt, path, kwargs, read in cases:
         ours, ours_cpu, snap, _ = median_time(lambda: build_interaction_snapshot(path, dest, **kwargs), repeat, fresh)
         user, item = kwargs["user_column"], kwargs["item_column"]
         base, base_cpu, _, runs = median_time(lambda: irspack.df_to_sparse(read(), user, item), repeat)
-        note = "" if runs == repeat else f", {runs} run"
-        rows.append(
-            f"| {name} | {snap.n_rows:,} | {ours:.2f} ({ours_cpu:.2f}) | {snap.n_rows / ours:,.0f} "
-            f"| {base:.2f} ({base_cpu:.2f}{note}) | {base / ours:.1f}x |"
-        )
-        print(rows[-1], file=sys.stderr, flush=True)
-        if name.endswith("comma CSV"):
+        imports.append({"case": name, "format": fmt, "rows": snap.n_rows, "import_s": ours, "import_cpu_s": ours_cpu,
+                        "pandas_s": base, "pandas_cpu_s": base_cpu, "runs": repeat, "pandas_runs": runs,
+                        "speedup": base / ours})
+        print(json.dumps(imports[-1]), file=sys.stderr, flush=True)
+        if fmt == "comma CSV":
             largest = (snap.n_rows, path, kwargs)
+    results = {"repeat": repeat, "imports": imports, "csr": None}
     if largest:
         n, path, kwargs = largest
         fresh()
         snap = build_interaction_snapshot(path, dest, **kwargs)
         interaction_matrix(snap.path)  # warm the page cache
-        csr, csr_cpu, (matrix, _, _), _ = median_time(lambda: interaction_matrix(snap.path), max(repeat, 5))
-        rows.append(
-            f"| snapshot -> CSR, string ids (target <= {CSR_TARGET_S} s) | {n:,} | {csr:.3f} ({csr_cpu:.3f}) "
-            f"| {n / csr:,.0f} | | |"
-        )
+        runs = max(repeat, 5)
+        csr, csr_cpu, _, _ = median_time(lambda: interaction_matrix(snap.path), runs)
+        results["csr"] = {"rows": n, "s": csr, "cpu_s": csr_cpu, "runs": runs, "target_s": CSR_TARGET_S}
     fresh()
-    print("\n".join(rows))
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| data | rows | import s (CPU s) | rows/s | pandas + df_to_sparse s (CPU s) | speedup |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["imports"]:
+        note = "" if r["pandas_runs"] == r["runs"] else f", {r['pandas_runs']} run"
+        rows.append(f"| {r['case']} | {r['rows']:,} | {r['import_s']:.2f} ({r['import_cpu_s']:.2f}) "
+                    f"| {r['rows'] / r['import_s']:,.0f} | {r['pandas_s']:.2f} ({r['pandas_cpu_s']:.2f}{note}) "
+                    f"| {r['speedup']:.1f}x |")
+    csr = results["csr"]
+    if csr:
+        rows.append(f"| snapshot -> CSR, string ids (target <= {csr['target_s']} s) | {csr['rows']:,} "
+                    f"| {csr['s']:.3f} ({csr['cpu_s']:.3f}) | {csr['rows'] / csr['s']:,.0f} | | |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,39 +136,58 @@ def run_child(system: str, dataset: str, trials: int) -> dict:
     return {**measured, **json.loads(match.group(1))}
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (dataset, system): medians over its runs, and the scores of every run."""
+    rows = []
+    for key in dict.fromkeys((r["dataset"], r["system"]) for r in runs):
+        mine = [r for r in runs if (r["dataset"], r["system"]) == key]
+        best = max(mine, key=lambda r: r["best_score"])
+        rows.append({"dataset": key[0], "system": key[1], "runs": len(mine),
+                     **{k: statistics.median(r[k] for r in mine) for k in ("best_score", "wall_s", "cpu_s", "peak_rss_mb")},
+                     "scores": [r["best_score"] for r in mine], "walls": [r["wall_s"] for r in mine],
+                     "best_algorithm": best["best_algorithm"], "trials": best["trials"], "pruned": best["pruned"]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="ml-100k")
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--systems", default="workbench,irspack,recotem")
-    parser.add_argument("--smoke", action="store_true", help="synthetic data, 6 trials, no Recotem")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each system (medians are reported)")
+    parser.add_argument("--smoke", action="store_true", help="synthetic data, 6 trials, no Recotem, one run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     if args.child:
         result = {"workbench": child_workbench, "irspack": child_irspack}[args.child](args.datasets, args.trials)
         print("RESULT " + json.dumps(result))
-        return [result]
+        return result
     if args.smoke:
-        args.datasets, args.trials, args.systems = "synthetic", 6, "workbench,irspack"
+        args.datasets, args.trials, args.systems, args.repeat = "synthetic", 6, "workbench,irspack", 1
 
-    rows = []
+    runs = []  # every run; the systems take turns so that load drifts hit them alike
     for dataset in args.datasets.split(","):
         if dataset != "synthetic" and not DATASETS[dataset]["file"].exists():
             print(f"skipping {dataset}: {DATASETS[dataset]['file']} is absent")
             continue
-        for system in args.systems.split(","):
-            if system == "recotem":
-                if not RECOTEM.exists():
-                    print(f"skipping Recotem: {RECOTEM} is absent (see the docstring)")
-                    continue
-                with tempfile.TemporaryDirectory() as work:
-                    result = run_recotem(dataset, args.trials, Path(work))
-            else:
-                result = run_child(system, dataset, args.trials)
-            rows.append({"dataset": dataset, "system": system, **result})
-            print(json.dumps(rows[-1]), flush=True)
+        for _ in range(args.repeat):
+            for system in args.systems.split(","):
+                if system == "recotem":
+                    if not RECOTEM.exists():
+                        print(f"skipping Recotem: {RECOTEM} is absent (see the docstring)")
+                        continue
+                    with tempfile.TemporaryDirectory() as work:
+                        result = run_recotem(dataset, args.trials, Path(work))
+                else:
+                    result = run_child(system, dataset, args.trials)
+                if "error" in result:
+                    raise SystemExit(f"{system} on {dataset} failed: {result['error']}")
+                runs.append({"dataset": dataset, "system": system, **result})
+                print(json.dumps(runs[-1]), flush=True)
+    rows = summarize(runs)
     by_key = {(r["dataset"], r["system"]): r for r in rows}
+    print(f"\nmedians of {args.repeat} run(s)")
     print("\n| dataset | system | best nDCG@20 | best algorithm | wall s | CPU s | peak RSS MB | wall vs Recotem "
           "| CPU vs Recotem | quality vs Recotem |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -179,9 +199,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    if peer.get("best_score") and r.get("best_score") is not None else "-")
         print(f"| {r['dataset']} | {r['system']} | {r.get('best_score', float('nan')):.4f} | {r.get('best_algorithm')} "
               f"| {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} | {cpu} | {quality} |")
+    results = {"repeat": args.repeat, "trials": args.trials, "rows": rows, "runs": runs}
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -3,8 +3,6 @@
 import gzip
 import json
 import os
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -424,12 +422,3 @@ def test_lastfm_2k(tmp_path):
     assert (snap.n_rows, snap.n_users, snap.n_items) == (92_834, 1892, 17_632)
     meta = data.build_metadata_snapshot(shared("lastfm-2k", "artists.dat"), tmp_path, item_column="id")
     assert meta.n_rows == 17_632 and meta.columns == ("item_id", "name", "url", "pictureURL")
-
-
-def test_bench_smoke(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_import.py"), "--smoke", "--work", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "| synthetic 20,000 `::` |" in result.stdout and "snapshot -> CSR" in result.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAMES = {"python-duckdb": "duckdb", "psycopg2": "psycopg2-binary"}  # conda-forge name -> PyPI name
+CONDA_NAMES = {"python-duckdb": "duckdb", "psycopg2": "psycopg2-binary", "matplotlib-base": "matplotlib"}  # conda-forge name -> PyPI name
 
 
 def _split(spec: str) -> tuple[str, str]:

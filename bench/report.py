@@ -1,0 +1,395 @@
+"""Run every benchmark and write bench/REPORT.md with PNG plots: each target beside its figure.
+
+    .venv/bin/python bench/report.py                  # the whole suite (`make bench`), about 30 min
+    .venv/bin/python bench/report.py --smoke --out D  # tiny sizes, one run each: checks that it all runs
+    .venv/bin/python bench/report.py --only import,scale --out D
+    .venv/bin/python bench/report.py --render D       # re-render D/REPORT.md from D/results/*.json
+
+Each benchmark runs as its own process and leaves its results as JSON in <out>/results/; this
+script then describes the machine, draws the plots into <out>/plots/ and writes <out>/REPORT.md.
+Figures are medians over repeated runs; every comparison is a ratio against a baseline measured
+in the same run; load averages are recorded before and after each benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+RECOTEM = HERE / ".venv-recotem" / "bin" / "python"
+LIBRARIES = ("irspack", "duckdb", "numpy", "scipy", "pandas", "pyarrow", "optuna", "voila", "ipywidgets",
+             "bqplot", "scikit-learn", "playwright", "matplotlib")
+# name -> (script, arguments of the full run, arguments of the smoke run)
+BENCHMARKS = {
+    "import": ("bench_import.py", ["--sizes", "1000000,10000000", "--repeat", "3"], ["--smoke"]),
+    "scale": ("bench_scale.py", ["--sizes", "1000000,3000000,10000000", "--repeat", "3"], ["--smoke"]),
+    "lifecycle": ("bench_lifecycle.py", ["--repeat", "3"], ["--smoke"]),
+    "tuning": ("bench_tuning.py", ["--datasets", "ml-100k", "--repeat", "3"], ["--smoke"]),
+    "dashboards": ("bench_dashboards.py", ["--runs", "3"], ["--smoke"]),
+}
+TARGETS = {
+    "csr_s": 0.35, "import_speedup": 1.0, "colons_speedup": 10.0, "tuning_wall_ratio": 0.5,
+    "p50_ms": 1.0, "users_per_s": 50_000, "first_paint_s": 1.0, "models_usable_s": 1.0,
+}
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
+    results = out / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    work = out / "work" if smoke else HERE / "work"
+    (results / "meta.json").write_text(json.dumps({"smoke": smoke}))
+    for name in names:
+        script, full, small = BENCHMARKS[name]
+        command = [sys.executable, str(HERE / script), *(small if smoke else full), "--json", str(results / f"{name}.json")]
+        if name in ("import", "scale"):
+            command += ["--work", str(work)]
+        load_before, started = os.getloadavg()[0], time.perf_counter()
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        done = subprocess.run(command, cwd=HERE.parent)
+        if done.returncode != 0:
+            raise SystemExit(f"benchmark {name} failed with exit code {done.returncode}")
+        shown = [str(Path(a).relative_to(HERE.parent)) if a.startswith(str(HERE)) else a for a in command[1:-2]]
+        (results / f"{name}.run.json").write_text(json.dumps({
+            "command": " ".join(["python", *shown]), "seconds": time.perf_counter() - started,
+            "load_before": load_before, "load_after": os.getloadavg()[0]}))
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+def machine() -> dict:
+    import psutil
+    from threadpoolctl import threadpool_info
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('architecture')})"
+            for p in threadpool_info() if p.get("user_api") == "blas"]
+    versions = {}
+    for name in ("workbench", *LIBRARIES):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    chromium = "absent"
+    if Path(CHROMIUM).exists():
+        chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
+    recotem = "absent"
+    if RECOTEM.exists():
+        recotem = subprocess.run([str(RECOTEM), "-c", "import importlib.metadata as m; print(m.version('recotem'))"],
+                                 capture_output=True, text=True).stdout.strip() or "absent"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": psutil.virtual_memory().total / 2**30,
+            "os": platform.platform(), "python": platform.python_version(), "blas": ", ".join(blas) or "unknown",
+            "versions": versions, "chromium": chromium, "recotem": recotem, "commit": commit or "unknown",
+            "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+class Report:
+    """Markdown sections, the target table and the plots of one report."""
+
+    def __init__(self, out: Path, results: dict, runs: dict) -> None:
+        self.out, self.results, self.runs = out, results, runs
+        self.targets: list[tuple[str, str, str, bool]] = []  # (target, measured, baseline, passed)
+        self.sections: list[str] = []
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+
+    def target(self, what: str, measured: str, baseline: str, passed: bool) -> str:
+        self.targets.append((what, measured, baseline, passed))
+        return "pass" if passed else "**miss**"
+
+    def section(self, title: str, name: str, body: list[str]) -> None:
+        run = self.runs.get(name)
+        header = [f"## {title}", ""]
+        if run:
+            header += [f"`{run['command']}`: {run['seconds'] / 60:.1f} min, load average "
+                       f"{run['load_before']:.1f} before and {run['load_after']:.1f} after.", ""]
+        self.sections.append("\n".join(header + body))
+
+    def plot(self, name: str, draw) -> str:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 3.8), dpi=100)
+        draw(ax)
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.out / "plots" / f"{name}.png")
+        plt.close(fig)
+        return f"![{name}](plots/{name}.png)"
+
+
+def bars(ax, labels: list[str], series: dict[str, list[float]], ylabel: str, target: float | None = None,
+         log: bool = False) -> None:
+    """Grouped bars, one group per label, one bar per series; an optional dashed target line."""
+    import numpy as np
+
+    x, width = np.arange(len(labels)), 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    if target is not None:
+        ax.axhline(target, color="crimson", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+
+
+def table(columns: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def import_section(report: Report, res: dict) -> None:
+    rows, body = [], []
+    for r in res["imports"]:
+        verdict = ""
+        if r["format"] == "`::`":
+            verdict = report.target(f"`::` import >= {TARGETS['colons_speedup']:g}x the pandas path ({r['case']})",
+                                    f"{r['import_s']:.2f} s", f"{r['pandas_s']:.2f} s ({r['speedup']:.1f}x)",
+                                    r["speedup"] >= TARGETS["colons_speedup"])
+        else:
+            verdict = report.target(f"import never slower than the pandas path ({r['case']})",
+                                    f"{r['import_s']:.3f} s", f"{r['pandas_s']:.3f} s ({r['speedup']:.2f}x)",
+                                    r["speedup"] >= TARGETS["import_speedup"])
+        note = "" if r["pandas_runs"] == r["runs"] else f" ({r['pandas_runs']} run: slower than 20 s)"
+        rows.append([r["case"], f"{r['rows']:,}", f"{r['import_s']:.3f} ({r['import_cpu_s']:.2f})",
+                     f"{r['rows'] / r['import_s']:,.0f}", f"{r['pandas_s']:.3f} ({r['pandas_cpu_s']:.2f}){note}",
+                     f"{r['speedup']:.2f}x", verdict])
+    body += [f"`build_interaction_snapshot` (DuckDB reads the file; ids encoded; rows sorted; fingerprinted "
+             f"Parquet snapshot written) against `pandas.read_csv` (C engine; the python engine for `::`) or "
+             f"`read_parquet`, then `irspack.df_to_sparse`. Wall seconds, median of {res['repeat']} runs "
+             f"(CPU seconds of all threads in brackets).", ""]
+    body += table(["data", "rows", "import s (CPU s)", "rows/s", "pandas + df_to_sparse s (CPU s)", "speed-up",
+                   "target"], rows)
+    labels = [r["case"] for r in res["imports"]]
+    body += [report.plot("import", lambda ax: bars(
+        ax, labels, {"workbench import": [r["import_s"] for r in res["imports"]],
+                     "pandas + df_to_sparse": [r["pandas_s"] for r in res["imports"]]}, "seconds (log)", log=True)), ""]
+    csr = res.get("csr")
+    if csr:
+        full = csr["rows"] >= 10_000_000
+        verdict = report.target(f"snapshot -> CSR of {csr['rows']:,} string-id rows <= {TARGETS['csr_s']} s",
+                                f"{csr['s']:.3f} s", "-", csr["s"] <= TARGETS["csr_s"]) if full else "(smoke size)"
+        body += [f"Snapshot -> CSR (`interaction_matrix`), {csr['rows']:,} rows, median of {csr['runs']}: "
+                 f"{csr['s']:.3f} s ({csr['rows'] / csr['s']:,.0f} rows/s): {verdict}.", ""]
+    report.section("Import", "import", body)
+
+
+def scale_section(report: Report, res: dict) -> None:
+    steps = {"import": "workbench import", "pandas": "pandas + df_to_sparse", "csr": "snapshot -> CSR",
+             "train": "train() IALS", "learn": "bare irspack learn()"}
+    rows = [[f"{r['rows']:,}", *[f"{r[f'{s}_s']:.2f}" for s in steps],
+             *[("-" if r[f"{s}_rss_mb"] is None else f"{r[f'{s}_rss_mb']:,.0f}") for s in ("floor", *steps)]]
+            for r in res["rows"]]
+    body = [f"Synthetic comma CSVs (string ids, n/50 users, n/200 items); IALS {res['ials']}. Each step in a fresh "
+            f"process; seconds around the step alone, peak RSS (VmHWM) of the whole process, whose floor (Python with "
+            f"workbench and irspack imported) is the `floor` column. Medians of {res['repeat']} runs.", ""]
+    body += table(["rows", *[f"{v} s" for v in steps.values()], "floor MB", *[f"{v} MB" for v in steps.values()]], rows)
+    growth = [f"{steps[k]} {v:.2f}" for k, v in res["growth"].items() if v is not None]
+    body += ["Growth exponent (log-log slope of seconds from the smallest to the largest size; 1.00 is linear): "
+             + ", ".join(growth) + ".", ""]
+    ns = [r["rows"] for r in res["rows"]]
+
+    def seconds(ax):
+        for step, label in steps.items():
+            ax.plot(ns, [r[f"{step}_s"] for r in res["rows"]], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("interactions")
+        ax.set_ylabel("seconds")
+        ax.legend(fontsize=8)
+
+    def memory(ax):
+        for step, label in {"floor": "floor (imports only)", **steps}.items():
+            values = [r[f"{step}_rss_mb"] for r in res["rows"]]
+            if None not in values:
+                ax.plot(ns, values, marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("interactions")
+        ax.set_ylabel("peak RSS MB")
+        ax.legend(fontsize=8)
+
+    body += [report.plot("scale_seconds", seconds), "", report.plot("scale_memory", memory), ""]
+    report.section("Growth from 1M to 10M interactions, and peak memory", "scale", body)
+
+
+def lifecycle_section(report: Report, res: dict) -> None:
+    rows = []
+    for r in res["train_overhead"]:
+        budget = 0.1 * r["bare learn s"] + 0.5
+        verdict = report.target(f"train() overhead <= 10% + 0.5 s ({r['algorithm']})", f"{r['overhead s']:.2f} s",
+                                f"learn() {r['bare learn s']:.2f} s, budget {budget:.2f} s", r["overhead s"] <= budget)
+        rows.append([r["algorithm"], f"{r['bare learn s']:.2f}", f"{r['train() s']:.2f}", f"{r['overhead s']:.2f}",
+                     f"{budget:.2f}", verdict])
+    body = [f"`Workspace.train` end to end (matrix from the snapshot, learn, sign, write, catalog) against bare "
+            f"irspack `learn()` on the same matrix; medians of {res['repeat']} runs.", ""]
+    body += table(["algorithm", "bare learn() s", "train() s", "overhead s", "budget s", "target"], rows)
+    labels = [r["algorithm"] for r in res["train_overhead"]]
+    body += [report.plot("train_overhead", lambda ax: bars(
+        ax, labels, {"bare learn()": [r["bare learn s"] for r in res["train_overhead"]],
+                     "train()": [r["train() s"] for r in res["train_overhead"]]}, "seconds")), ""]
+    report.section("train() overhead", "lifecycle", body)
+
+    r = res["recommend"]
+    p50 = report.target("single-user top-10 p50 <= 1 ms", f"{r['single p50 ms']:.3f} ms", "-",
+                        r["single p50 ms"] <= TARGETS["p50_ms"])
+    many = report.target(f"all users >= {TARGETS['users_per_s']:,} users/s at {r['users']:,} x {r['items']:,}",
+                         f"{r['users/s']:,.0f} users/s", f"irspack IDMapper {r['irspack IDMapper users/s']:,.0f} "
+                         f"users/s ({r['speed-up']:.1f}x)", r["users/s"] >= TARGETS["users_per_s"])
+    body = [f"IALS with {r.get('factors', '?')} factors on {r['users']:,} users x {r['items']:,} items, top-10, seen "
+            f"items excluded.", ""]
+    body += table(["measure", "workbench", "baseline (same run)", "target"], [
+        ["single user p50", f"{r['single p50 ms']:.3f} ms", "-", p50],
+        ["single user p99", f"{r['single p99 ms']:.3f} ms", "-", "-"],
+        ["all users", f"{r['users/s']:,.0f} users/s ({r['all users s']:.2f} s)",
+         f"{r['irspack IDMapper users/s']:,.0f} users/s (irspack IDMapper)", many]])
+    if r.get("gemm_gflops"):
+        per_user = 2 * r["factors"] * r["items"]
+        body += [f"Ceiling arithmetic: scoring one user is {per_user / 1e6:.2f} MFLOP ({r['factors']} x {r['items']:,} "
+                 f"multiply-adds); this machine's float32 GEMM ran at {r['gemm_gflops']:.0f} GFLOP/s in the same run, "
+                 f"so scoring every item alone caps at {r['gemm_gflops'] * 1e9 / per_user:,.0f} users/s.", ""]
+    body += [report.plot("recommend_all_users", lambda ax: bars(
+        ax, ["all users, top-10"], {"workbench recommend_many": [r["users/s"]],
+                                    "irspack IDMapper": [r["irspack IDMapper users/s"]]}, "users/s",
+        target=TARGETS["users_per_s"])), ""]
+    report.section("Recommendations", "lifecycle", body)
+
+
+def tuning_section(report: Report, res: dict) -> None:
+    rows = res["rows"]
+    body = [f"{res['trials']} trials each, nDCG@20 on a random split holding out 10% of each user's interactions, "
+            f"the same six algorithms; each system in its own process, timed from start to a trained model of the "
+            f"best configuration; medians of {res['repeat']} runs (systems take turns).", ""]
+    peers = {(r["dataset"], r["system"]): r for r in rows}
+    table_rows = []
+    for r in rows:
+        peer = peers.get((r["dataset"], "recotem"))
+        verdict = "-"
+        if peer and r["system"] == "workbench":
+            ratio = r["wall_s"] / peer["wall_s"]
+            passed = r["best_score"] >= peer["best_score"] and ratio <= TARGETS["tuning_wall_ratio"]
+            verdict = report.target(f"tuning ({r['dataset']}): at least Recotem's quality in <= 0.5x its wall time",
+                                    f"{r['best_score']:.4f} in {r['wall_s']:.1f} s",
+                                    f"Recotem {peer['best_score']:.4f} in {peer['wall_s']:.1f} s ({ratio:.2f}x)", passed)
+        vs = f"{r['wall_s'] / peer['wall_s']:.2f}x" if peer else "-"
+        table_rows.append([r["dataset"], r["system"], f"{r['best_score']:.4f}",
+                           ", ".join(f"{s:.4f}" for s in r["scores"]), r["best_algorithm"], f"{r['wall_s']:.1f}",
+                           f"{r['cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", vs, verdict])
+    body += table(["dataset", "system", "best nDCG@20", "every run", "best algorithm", "wall s", "CPU s",
+                   "peak RSS MB", "wall vs Recotem", "target"], table_rows)
+    labels = [f"{r['dataset']} {r['system']}" for r in rows]
+
+    def draw(ax):
+        bars(ax, labels, {"wall seconds (label: best nDCG@20)": [r["wall_s"] for r in rows]}, "wall seconds")
+        for i, r in enumerate(rows):
+            ax.annotate(f"{r['best_score']:.4f}", (i, r["wall_s"]), ha="center", va="bottom", fontsize=8)
+
+    body += [report.plot("tuning", draw), ""]
+    report.section("Tuning at an equal trial budget", "tuning", body)
+
+
+def dashboards_section(report: Report, res: dict) -> None:
+    import statistics
+
+    names = list(res["preheated"])
+    rows = []
+    for name in names:
+        pre = statistics.median(res["preheated"][name])
+        cold = statistics.median(res["cold"][name]) if name in res["cold"] else None
+        label = "baseline: one Label, no workbench" if name == res["baseline"] else name
+        verdict = "-" if name == res["baseline"] else report.target(
+            f"preheated first paint <= 1 s ({name})", f"{pre:.2f} s", "-", pre <= TARGETS["first_paint_s"])
+        rows.append([label, f"{pre:.2f}", "-" if cold is None else f"{cold:.2f}", verdict])
+    body = [f"Navigation start until the dashboard's title and main control are on screen, Playwright in Debian's "
+            f"Chromium, warm browser cache; `workbench serve` as shipped (preheated) and with `--no-preheat` (cold). "
+            f"Medians of {res['runs']} runs.", ""]
+    body += table(["dashboard", "preheated s", "cold s", "target"], rows)
+    if res["models_1000"]:
+        shown = statistics.median(m["shown_s"] for m in res["models_1000"])
+        turned = statistics.median(m["page_turn_s"] for m in res["models_1000"])
+        body += table(["Models dashboard with 1,002 models", "seconds", "target"], [
+            ["table shown", f"{shown:.2f}", report.target("1,002-model list shown <= 1 s", f"{shown:.2f} s", "-",
+                                                          shown <= TARGETS["models_usable_s"])],
+            ["page turn answered", f"{turned:.2f}", report.target("1,002-model list page turn <= 1 s", f"{turned:.2f} s",
+                                                                  "-", turned <= TARGETS["models_usable_s"])]])
+    body += [report.plot("dashboards", lambda ax: bars(
+        ax, names, {"preheated": [statistics.median(res["preheated"][n]) for n in names],
+                    **({"cold": [statistics.median(res["cold"][n]) for n in names]} if res["cold"] else {})},
+        "seconds", target=TARGETS["first_paint_s"])), ""]
+    report.section("Dashboard first paint", "dashboards", body)
+
+
+SECTIONS = {"import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
+            "tuning": tuning_section, "dashboards": dashboards_section}
+
+
+def render(out: Path) -> Path:
+    results_dir = out / "results"
+    smoke = json.loads((results_dir / "meta.json").read_text())["smoke"]
+    results = {name: json.loads((results_dir / f"{name}.json").read_text())
+               for name in BENCHMARKS if (results_dir / f"{name}.json").exists()}
+    runs = {name: json.loads((results_dir / f"{name}.run.json").read_text())
+            for name in BENCHMARKS if (results_dir / f"{name}.run.json").exists()}
+    report = Report(out, results, runs)
+    for name, res in results.items():
+        SECTIONS[name](report, res)
+    m = machine()
+    missed = sum(not passed for *_, passed in report.targets)
+    lines = ["# Rec Workbench performance report", "",
+             f"Written by `make bench` (`python bench/report.py`{' --smoke' if smoke else ''}) on {m['date']} at commit "
+             f"{m['commit']}. {len(report.targets)} targets: {len(report.targets) - missed} pass, {missed} miss."
+             + (" **Smoke run: tiny sizes, one run each; the figures mean nothing.**" if smoke else ""), "",
+             "## Machine", ""]
+    lines += table(["", ""], [["CPU", f"{m['cpu']}, {m['cores']} cores"], ["memory", f"{m['memory_gib']:.1f} GiB"],
+                              ["OS", m["os"]], ["Python", m["python"]], ["BLAS", m["blas"]],
+                              ["libraries", ", ".join(f"{k} {v}" for k, v in m["versions"].items())],
+                              ["browser", m["chromium"]], ["Recotem (bench/.venv-recotem)", m["recotem"]]])
+    lines += ["## Targets", ""]
+    lines += table(["target", "measured", "baseline (same run)", "result"],
+                   [[w, me, b, "pass" if p else "**miss**"] for w, me, b, p in report.targets])
+    lines += report.sections
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
+    parser.add_argument("--out", type=Path, default=HERE, help="where REPORT.md, plots/ and results/ go")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument("--render", type=Path, help="only re-render this folder's REPORT.md from its results/")
+    args = parser.parse_args(argv)
+    if args.render:
+        print(render(args.render))
+        return 0
+    names = args.only.split(",") if args.only else list(BENCHMARKS)
+    if "dashboards" in names and not Path(CHROMIUM).exists():
+        print(f"skipping dashboards: {CHROMIUM} is absent (apt-get install chromium)", file=sys.stderr)
+        names.remove("dashboards")
+    run_benchmarks(names, args.smoke, args.out)
+    print(render(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
