@@ -15,7 +15,6 @@ import pytest
 from workbench import data
 from workbench.errors import NotFoundError, ValidationError
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = dict(user_column="user", item_column="item", time_column="ts")
 

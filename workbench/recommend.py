@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 BATCH_USERS = 2048
 SLICE_ROWS = 64  # 64 x 10k float32 scores stay in cache
+FACTOR_BLOCK = 512  # users per fused score-and-select block of a factor model
+FACTOR_HEAD = 512  # largest-norm items scored for every user (they bound the rest)
+FACTOR_CHUNK = 256  # item columns per step of the pruned scan
 _POOL = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4), thread_name_prefix="top-n")
 
 
@@ -66,6 +69,7 @@ class Recommender:
         self.item_ids = np.asarray(item_ids)
         self._users = _IdIndex(self.user_ids)
         self._items = _IdIndex(self.item_ids)
+        self._factors: _FactorIndex | None | bool = False  # False: not looked at yet
 
     def __repr__(self) -> str:
         return (f"<Recommender model {self.model['id']} {self.header['algorithm']}: "
@@ -119,24 +123,164 @@ class Recommender:
         cutoff = _check_cutoff(cutoff)
         indices = (np.arange(len(self.user_ids)) if user_ids is None
                    else np.array([self._user_index(u) for u in user_ids], dtype=np.int64))
-        users, ranks, items, values = [], [], [], []
+        factors = self._factor_index()
+        parts = (factors.top_n_many(indices, self.recommender.X_train_all, cutoff) if factors is not None
+                 else self._top_n_many(indices, cutoff))
+        users = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        return pd.DataFrame({
+            "user_id": self.user_ids[users],
+            "rank": np.concatenate([p[1] for p in parts]).astype(np.int32) if parts else np.zeros(0, dtype=np.int32),
+            "item_id": self.item_ids[np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)],
+            "score": np.concatenate([p[3] for p in parts]).astype(np.float64) if parts else np.zeros(0),
+        })
+
+    def _top_n_many(self, indices: np.ndarray, cutoff: int) -> list[tuple]:
+        """Any model: dense score blocks, seen items masked, then `top_n`."""
+        parts = []
         for start in range(0, len(indices), BATCH_USERS):
             block = indices[start:start + BATCH_USERS]
             scores = np.array(self.recommender.get_score(block), copy=True)
             seen = self.recommender.X_train_all[block]
             scores[np.repeat(np.arange(len(block)), np.diff(seen.indptr)), seen.indices] = -np.inf
             rows, columns, best = top_n(scores, cutoff)
-            users.append(block[rows])
-            ranks.append(_ranks(rows))
-            items.append(columns)
-            values.append(best)
-        users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
-        return pd.DataFrame({
-            "user_id": self.user_ids[users],
-            "rank": np.concatenate(ranks).astype(np.int32) if ranks else np.zeros(0, dtype=np.int32),
-            "item_id": self.item_ids[np.concatenate(items) if items else np.zeros(0, dtype=np.int64)],
-            "score": np.concatenate(values).astype(np.float64) if values else np.zeros(0),
-        })
+            parts.append((block[rows], _ranks(rows), columns, best))
+        return parts
+
+    def _factor_index(self) -> "_FactorIndex | None":
+        if self._factors is False:
+            self._factors = _FactorIndex.of(self.recommender)
+        return self._factors
+
+
+def _factors_of(recommender: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(user factors, item factors) when `get_score(users)` is exactly `U[users] @ V.T`."""
+    import irspack
+
+    kind = type(recommender)
+    if kind in (irspack.IALSRecommender, irspack.TruncatedSVDRecommender):
+        return recommender.get_user_embedding(), recommender.get_item_embedding()
+    if kind is irspack.NMFRecommender:
+        return recommender.W, recommender.H.T
+    return None
+
+
+class _FactorIndex:
+    """Exact top-N for a factor model without scoring most (user, item) pairs.
+
+    Items are sorted by factor norm, largest first. Each user is scored against the `FACTOR_HEAD`
+    largest-norm items; the k-th best unseen of those, t, bounds the user's final k-th best from
+    below, and by Cauchy-Schwarz an item can only reach t when |u| |v| >= t, so the scan of the
+    remaining items stops at the first too-small norm. Users are ordered by how far they must
+    scan, so each column chunk is one GEMM over the users still scanning. Blocks of users go to
+    the thread pool with single-threaded BLAS: a block's scores are made and consumed in cache.
+    """
+
+    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        self.users = user_factors
+        norms = np.sqrt(np.einsum("ij,ij->i", item_factors, item_factors, dtype=np.float64))
+        self.order = np.argsort(-norms, kind="stable")
+        self.position = np.empty_like(self.order)
+        self.position[self.order] = np.arange(len(self.order))
+        self.items = np.ascontiguousarray(item_factors[self.order])
+        self.norms = norms[self.order]
+        # a float dot product of length K errs by at most ~K eps |u| |v|; keep a generous margin
+        self.slack = 1.0 + 8.0 * (item_factors.shape[1] + 1) * float(np.finfo(item_factors.dtype).eps)
+
+    @classmethod
+    def of(cls, recommender: Any) -> "_FactorIndex | None":
+        try:
+            factors = _factors_of(recommender)
+        except Exception:  # noqa: BLE001 -- an untrained or unusual model: the generic path copes
+            return None
+        if factors is None:
+            return None
+        users, items = (np.asarray(f) for f in factors)
+        if (users.ndim != 2 or items.ndim != 2 or users.dtype != items.dtype or users.dtype.kind != "f"
+                or users.shape[1] != items.shape[1] or items.shape[0] != recommender.X_train_all.shape[1]
+                or not (np.isfinite(users).all() and np.isfinite(items).all())):
+            return None
+        probe = np.unique(np.linspace(0, len(users) - 1, min(len(users), 4)).astype(np.int64))
+        expected = np.asarray(recommender.get_score(probe))
+        if expected.shape != (len(probe), len(items)) or not np.array_equal(expected, users[probe] @ items.T):
+            return None
+        return cls(users, items)
+
+    def top_n_many(self, indices: np.ndarray, X: sps.csr_matrix, cutoff: int) -> list[tuple]:
+        n_items = self.items.shape[0]
+        k = min(cutoff, n_items)
+        if len(indices) == 0 or k == 0:
+            return []
+        X = sps.csr_matrix(X)
+        blocks = [indices[start:start + FACTOR_BLOCK] for start in range(0, len(indices), FACTOR_BLOCK)]
+        with _single_threaded_blas(len(blocks) > 1 and _POOL._max_workers > 1):
+            return list(_POOL.map(lambda block: self._block(block, X, k), blocks))
+
+    def _block(self, block: np.ndarray, X: sps.csr_matrix, k: int) -> tuple:
+        n_users, n_items = len(block), self.items.shape[0]
+        U = self.users[block]
+        seen = X[block]
+        seen_rows = np.repeat(np.arange(n_users), np.diff(seen.indptr))
+        seen_positions = self.position[seen.indices]
+
+        head = min(n_items, max(FACTOR_HEAD, k))
+        scores = U @ self.items[:head].T
+        in_head = seen_positions < head
+        scores[seen_rows[in_head], seen_positions[in_head]] = -np.inf
+        bound = np.partition(scores, head - k, axis=1)[:, head - k]
+        rows, positions = np.nonzero(scores >= bound[:, None])
+        found = [(rows, positions, scores[rows, positions])]
+
+        if head < n_items:
+            # how many largest-norm items each user must see: those with |u| |v| slack >= bound
+            length = np.linalg.norm(U.astype(np.float64, copy=False), axis=1) * self.slack
+            with np.errstate(divide="ignore", invalid="ignore"):
+                needed = np.where((bound > 0) & (length > 0), bound / length, -np.inf)
+            reach = np.searchsorted(-self.norms, -needed, side="right")
+            by_reach = np.argsort(-reach, kind="stable")
+            reach_sorted = reach[by_reach]
+            U_sorted, bound_sorted = U[by_reach], bound[by_reach, None]
+            for start in range(head, int(reach_sorted[0]), FACTOR_CHUNK):
+                n = int(np.searchsorted(-reach_sorted, -start, side="left"))  # users with reach > start
+                chunk = U_sorted[:n] @ self.items[start:start + FACTOR_CHUNK].T
+                rows, positions = np.nonzero(chunk >= bound_sorted[:n])
+                found.append((by_reach[rows], positions + start, chunk[rows, positions]))
+
+        rows = np.concatenate([f[0] for f in found])
+        positions = np.concatenate([f[1] for f in found])
+        values = np.concatenate([f[2] for f in found])
+        columns = self.order[positions]
+        # drop seen items (only the head had them masked) and non-finite scores
+        seen_keys = seen_rows * np.int64(n_items) + seen.indices
+        seen_keys.sort()
+        keys = rows * np.int64(n_items) + columns
+        hit = np.searchsorted(seen_keys, keys)
+        is_seen = seen_keys[np.minimum(hit, len(seen_keys) - 1)] == keys if len(seen_keys) else False
+        keep = ~is_seen & np.isfinite(values)
+        rows, columns, values = rows[keep], columns[keep], values[keep]
+        order = np.lexsort((columns, -values, rows))
+        rows, columns, values = rows[order], columns[order], values[order]
+        ranks = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
+        top = ranks <= k
+        return block[rows[top]], ranks[top], columns[top], values[top]
+
+
+class _single_threaded_blas:
+    """BLAS on one thread while the thread pool runs blocks side by side (no-op when not `on`)."""
+
+    def __init__(self, on: bool) -> None:
+        self.on, self.limiter = on, None
+
+    def __enter__(self) -> None:
+        if self.on:
+            try:
+                from threadpoolctl import threadpool_limits
+                self.limiter = threadpool_limits(1, user_api="blas")
+            except Exception:  # noqa: BLE001 -- threadpoolctl missing or failing: just slower
+                self.limiter = None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.limiter is not None:
+            self.limiter.restore_original_limits()
 
 
 def _ranks(rows: np.ndarray) -> np.ndarray:
