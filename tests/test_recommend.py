@@ -20,3 +20,84 @@ def test_top_n_equals_a_full_sort(n_rows, n_items, cutoff, seed, ties):
         expected = finite[np.argsort(-scores[row, finite], kind="stable")][:cutoff]
         assert list(columns[rows == row]) == list(expected)
         assert np.array_equal(values[rows == row], scores[row, expected])
+
+
+def _full_sort_top(scores, seen, cutoff):
+    """Reference: every row's unseen finite columns by score descending, then column."""
+    expected = []
+    for row in range(scores.shape[0]):
+        masked = scores[row].copy()
+        masked[seen[row].indices] = -np.inf
+        finite = np.flatnonzero(np.isfinite(masked))
+        expected.append(finite[np.argsort(-masked[finite], kind="stable")][:cutoff])
+    return expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(n_users=st.integers(1, 90), n_items=st.integers(1, 400), n_factors=st.integers(1, 12),
+       cutoff=st.integers(1, 30), seed=st.integers(0, 2**32 - 1), ties=st.booleans(),
+       density=st.sampled_from([0.0, 0.05, 0.3, 0.97]), head=st.integers(1, 64), chunk=st.integers(1, 50),
+       block=st.integers(1, 40), duplicates=st.booleans())
+def test_factor_top_n_equals_a_full_sort(n_users, n_items, n_factors, cutoff, seed, ties, density, head, chunk,
+                                         block, duplicates):
+    import pytest
+    import scipy.sparse as sps
+
+    from workbench import recommend
+
+    rng = np.random.default_rng(seed)
+    # multiples of 1/64 (or small integers: many ties): every product and sum is exact in float32,
+    # so any way of blocking the matrix product gives the same scores
+    scale = 1.0 if ties else 64.0
+    users = (np.round(rng.standard_normal((n_users, n_factors)) * scale) / scale).clip(-3, 3)
+    items = (np.round(rng.standard_normal((n_items, n_factors)) * scale) / scale).clip(-3, 3)
+    users[rng.random(n_users) < 0.1] = 0.0  # zero-norm users: every item ties at 0
+    items = items * rng.choice([0.25, 1.0, 2.0], size=(n_items, 1))  # spread of norms, still exact
+    users, items = users.astype(np.float32), items.astype(np.float32)
+    seen = sps.random(n_users, n_items, density=density, format="csr", random_state=rng.integers(2**31))
+    seen.data[:] = 1.0
+    indices = rng.integers(0, n_users, n_users) if duplicates else np.arange(n_users)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recommend, "FACTOR_HEAD", head)
+        patch.setattr(recommend, "FACTOR_CHUNK", chunk)
+        patch.setattr(recommend, "FACTOR_BLOCK", block)
+        parts = recommend._FactorIndex(users, items).top_n_many(indices, seen, cutoff)
+    got_users = np.concatenate([p[0] for p in parts])
+    got_ranks = np.concatenate([p[1] for p in parts])
+    got_items = np.concatenate([p[2] for p in parts])
+    got_scores = np.concatenate([p[3] for p in parts])
+    scores = users @ items.T
+    expected = _full_sort_top(scores, seen, cutoff)
+    position = 0
+    for user in indices:  # grouped by user, in the order asked, ranks 1..n
+        best = expected[user]
+        assert list(got_users[position:position + len(best)]) == [user] * len(best)
+        assert list(got_ranks[position:position + len(best)]) == list(range(1, len(best) + 1))
+        assert list(got_items[position:position + len(best)]) == list(best)
+        assert np.array_equal(got_scores[position:position + len(best)], scores[user, best])
+        position += len(best)
+    assert position == len(got_users)
+
+
+def test_factor_models_take_the_fast_path_with_the_generic_answer(workspace, dataset):
+    from workbench.recommend import _FactorIndex
+
+    params = {"IALS": {"n_components": 8, "train_epochs": 4}, "TruncatedSVD": {"n_components": 8},
+              "NMF": {"n_components": 8}, "RP3beta": None, "TopPop": None}
+    for name, config_params in params.items():
+        model = workspace.train(workspace.create_configuration(dataset["project_id"], name, config_params), dataset)
+        recommender = workspace.load_model(model.id)
+        factors = recommender._factor_index()
+        assert (factors is not None) == (name in ("IALS", "TruncatedSVD", "NMF")), name
+        users = ["u3", "u1", "u3"] + list(recommender.user_ids[::7])
+        for cutoff in (1, 10, 500):
+            fast = recommender.recommend_many(users, cutoff=cutoff)
+            recommender._factors = None  # force the generic path
+            generic = recommender.recommend_many(users, cutoff=cutoff)
+            recommender._factors = factors
+            assert fast.dtypes.to_dict() == generic.dtypes.to_dict(), name
+            assert fast.equals(generic), (name, cutoff)
+        assert list(recommender.recommend_many(["u2"], cutoff=5).item_id) == [
+            r["item_id"] for r in recommender.recommend("u2", cutoff=5)]
+        assert recommender.recommend_many([], cutoff=3).empty

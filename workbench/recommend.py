@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -19,10 +20,11 @@ if TYPE_CHECKING:
 
 BATCH_USERS = 2048
 SLICE_ROWS = 64  # 64 x 10k float32 scores stay in cache
-FACTOR_BLOCK = 512  # users per fused score-and-select block of a factor model
+FACTOR_BLOCK = 2048  # users per score-and-select block of a factor model (one GEMM per step)
 FACTOR_HEAD = 512  # largest-norm items scored for every user (they bound the rest)
 FACTOR_CHUNK = 256  # item columns per step of the pruned scan
-_POOL = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4), thread_name_prefix="top-n")
+_WORKERS = min(os.cpu_count() or 1, 4)
+_POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="top-n")
 
 
 class Recommendations(list):
@@ -70,6 +72,7 @@ class Recommender:
         self._users = _IdIndex(self.user_ids)
         self._items = _IdIndex(self.item_ids)
         self._factors: _FactorIndex | None | bool = False  # False: not looked at yet
+        self._id_arrays: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return (f"<Recommender model {self.model['id']} {self.header['algorithm']}: "
@@ -127,12 +130,24 @@ class Recommender:
         parts = (factors.top_n_many(indices, self.recommender.X_train_all, cutoff) if factors is not None
                  else self._top_n_many(indices, cutoff))
         users = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        items = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
         return pd.DataFrame({
-            "user_id": self.user_ids[users],
+            "user_id": self._id_column("user", users),
             "rank": np.concatenate([p[1] for p in parts]).astype(np.int32) if parts else np.zeros(0, dtype=np.int32),
-            "item_id": self.item_ids[np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)],
+            "item_id": self._id_column("item", items),
             "score": np.concatenate([p[3] for p in parts]).astype(np.float64) if parts else np.zeros(0),
         })
+
+    def _id_column(self, kind: str, positions: np.ndarray) -> Any:
+        """`ids[positions]`; string ids are taken from a cached pandas string array, which spares
+        pandas re-inferring and converting every one of the (many) repeated Python strings."""
+        ids = self.user_ids if kind == "user" else self.item_ids
+        if ids.dtype != object:
+            return ids[positions]
+        cached = self._id_arrays.get(kind)
+        if cached is None:
+            cached = self._id_arrays[kind] = pd.Series(ids).array
+        return cached.take(positions) if isinstance(cached.dtype, pd.StringDtype) else ids[positions]
 
     def _top_n_many(self, indices: np.ndarray, cutoff: int) -> list[tuple]:
         """Any model: dense score blocks, seen items masked, then `top_n`."""
@@ -211,8 +226,11 @@ class _FactorIndex:
         if len(indices) == 0 or k == 0:
             return []
         X = sps.csr_matrix(X)
-        blocks = [indices[start:start + FACTOR_BLOCK] for start in range(0, len(indices), FACTOR_BLOCK)]
-        with _single_threaded_blas(len(blocks) > 1 and _POOL._max_workers > 1):
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()  # the seen-item filter looks items up in sorted rows
+        size = min(FACTOR_BLOCK, max(64, -(-len(indices) // _WORKERS)))  # keep every worker busy
+        blocks = [indices[start:start + size] for start in range(0, len(indices), size)]
+        with _single_threaded_blas():
             return list(_POOL.map(lambda block: self._block(block, X, k), blocks))
 
     def _block(self, block: np.ndarray, X: sps.csr_matrix, k: int) -> tuple:
@@ -226,9 +244,8 @@ class _FactorIndex:
         scores = U @ self.items[:head].T
         in_head = seen_positions < head
         scores[seen_rows[in_head], seen_positions[in_head]] = -np.inf
-        bound = np.partition(scores, head - k, axis=1)[:, head - k]
-        rows, positions = np.nonzero(scores >= bound[:, None])
-        found = [(rows, positions, scores[rows, positions])]
+        bound = np.sort(scores, axis=1)[:, head - k]  # SIMD sort: faster than np.partition here
+        found = [_at_least(scores, bound[:, None], 0)]
 
         if head < n_items:
             # how many largest-norm items each user must see: those with |u| |v| slack >= bound
@@ -239,48 +256,81 @@ class _FactorIndex:
             by_reach = np.argsort(-reach, kind="stable")
             reach_sorted = reach[by_reach]
             U_sorted, bound_sorted = U[by_reach], bound[by_reach, None]
+            later = []
             for start in range(head, int(reach_sorted[0]), FACTOR_CHUNK):
                 n = int(np.searchsorted(-reach_sorted, -start, side="left"))  # users with reach > start
                 chunk = U_sorted[:n] @ self.items[start:start + FACTOR_CHUNK].T
-                rows, positions = np.nonzero(chunk >= bound_sorted[:n])
-                found.append((by_reach[rows], positions + start, chunk[rows, positions]))
+                later.append(_at_least(chunk, bound_sorted[:n], start))
+            if later:
+                rows, positions, values = (np.concatenate(part) for part in zip(*later))
+                rows = by_reach[rows]
+                # seen items were masked in the head only: drop them here
+                seen_keys = seen_rows * np.int64(n_items) + seen.indices  # sorted: X's rows are
+                keys = rows * np.int64(n_items) + self.order[positions]
+                hit = np.minimum(np.searchsorted(seen_keys, keys), max(len(seen_keys) - 1, 0))
+                fresh = seen_keys[hit] != keys if len(seen_keys) else np.ones(len(keys), dtype=bool)
+                found.append((rows[fresh], positions[fresh], values[fresh]))
 
-        rows = np.concatenate([f[0] for f in found])
-        positions = np.concatenate([f[1] for f in found])
-        values = np.concatenate([f[2] for f in found])
-        columns = self.order[positions]
-        # drop seen items (only the head had them masked) and non-finite scores
-        seen_keys = seen_rows * np.int64(n_items) + seen.indices
-        seen_keys.sort()
-        keys = rows * np.int64(n_items) + columns
-        hit = np.searchsorted(seen_keys, keys)
-        is_seen = seen_keys[np.minimum(hit, len(seen_keys) - 1)] == keys if len(seen_keys) else False
-        keep = ~is_seen & np.isfinite(values)
-        rows, columns, values = rows[keep], columns[keep], values[keep]
-        order = np.lexsort((columns, -values, rows))
+        rows, positions, values = (np.concatenate(part) for part in zip(*found))
+        finite = np.isfinite(values)
+        rows, columns, values = rows[finite], self.order[positions[finite]], values[finite]
+        order = _row_best_first(rows, values, columns, n_users, n_items)
         rows, columns, values = rows[order], columns[order], values[order]
         ranks = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
         top = ranks <= k
         return block[rows[top]], ranks[top], columns[top], values[top]
 
 
-class _single_threaded_blas:
-    """BLAS on one thread while the thread pool runs blocks side by side (no-op when not `on`)."""
+def _at_least(scores: np.ndarray, bound: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, offset + column, score) of the entries >= their row's bound (flat search: fast)."""
+    flat = np.flatnonzero(scores >= bound)
+    rows, columns = np.divmod(flat, scores.shape[1])
+    return rows, columns + offset, scores.reshape(-1)[flat]
 
-    def __init__(self, on: bool) -> None:
-        self.on, self.limiter = on, None
+
+def _row_best_first(rows: np.ndarray, values: np.ndarray, columns: np.ndarray,
+                    n_rows: int, n_columns: int) -> np.ndarray:
+    """The order by row, then score descending, then column: one int64 sort for float32 scores."""
+    row_bits, column_bits = int(n_rows).bit_length(), int(n_columns).bit_length()
+    if values.dtype != np.float32 or row_bits + 32 + column_bits > 63:
+        return np.lexsort((columns, -values, rows))
+    bits = (values + np.float32(0)).view(np.int32).astype(np.int64)  # + 0: -0.0 ties with 0.0
+    ascending = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + 2**31  # float order as 0..2**32-1
+    key = (rows.astype(np.int64) << (32 + column_bits)) | ((2**32 - 1 - ascending) << column_bits) | columns
+    return np.argsort(key, kind="stable")
+
+
+class _single_threaded_blas:
+    """BLAS on one thread while the thread pool runs blocks side by side: OpenBLAS's own threads
+    spin on these small products (about 5x the CPU time). Process-wide, so reference-counted:
+    overlapping calls from several threads restore the original limits only when the last ends.
+    """
+
+    _lock = threading.Lock()
+    _users = 0
+    _controller: Any = None
+    _limiter: Any = None
 
     def __enter__(self) -> None:
-        if self.on:
-            try:
-                from threadpoolctl import threadpool_limits
-                self.limiter = threadpool_limits(1, user_api="blas")
-            except Exception:  # noqa: BLE001 -- threadpoolctl missing or failing: just slower
-                self.limiter = None
+        cls = type(self)
+        with cls._lock:
+            cls._users += 1
+            if cls._users == 1:
+                try:
+                    if cls._controller is None:
+                        from threadpoolctl import ThreadpoolController
+                        cls._controller = ThreadpoolController()
+                    cls._limiter = cls._controller.limit(limits=1, user_api="blas")
+                except Exception:  # noqa: BLE001 -- threadpoolctl missing or failing: just slower
+                    cls._limiter = None
 
     def __exit__(self, *exc: Any) -> None:
-        if self.limiter is not None:
-            self.limiter.restore_original_limits()
+        cls = type(self)
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._limiter is not None:
+                cls._limiter.restore_original_limits()
+                cls._limiter = None
 
 
 def _ranks(rows: np.ndarray) -> np.ndarray:
