@@ -421,3 +421,35 @@ def test_lastfm_2k(tmp_path):
     assert (snap.n_rows, snap.n_users, snap.n_items) == (92_834, 1892, 17_632)
     meta = data.build_metadata_snapshot(shared("lastfm-2k", "artists.dat"), tmp_path, item_column="id")
     assert meta.n_rows == 17_632 and meta.columns == ("item_id", "name", "url", "pictureURL")
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.dat", "a.csv.gz"])
+def test_arrow_csv_reader_and_parallel_steps_give_the_same_snapshot(name, frame, reference, tmp_path, monkeypatch):
+    """Large files take Arrow's CSV reader and the threaded encode/sort; small ones DuckDB: same content."""
+    monkeypatch.setattr(data, "_ARROW_CSV_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "_PARALLEL_ROWS", 2)
+    snap = data.build_interaction_snapshot(write(frame, tmp_path / name), tmp_path / "s", **COLUMNS)
+    assert snap.fingerprint == reference.fingerprint
+    last = data.build_interaction_snapshot(frame, tmp_path / "ref", duplicates="last", **COLUMNS)
+    monkeypatch.setattr(data, "_PARALLEL_ROWS", 1 << 30)
+    assert data.build_interaction_snapshot(frame, tmp_path / "ref2", duplicates="last", **COLUMNS).fingerprint == last.fingerprint
+
+
+def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
+    """Quoted fields, empty and quoted-empty ids, blank lines, spaces: both readers give the same rows."""
+    text = ('user,item,ts\nu1,i1,1700000000\n\n"u,2",i2,1700000001\nu3,,1700000002\n"",i4,1700000003\n'
+            ' u5 ,"i ""5""",1700000004\nu6,i6,\n')
+    path = tmp_path / "q.csv"
+    path.write_text(text)
+    slow = data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
+    monkeypatch.setattr(data, "_ARROW_CSV_MIN_BYTES", 0)
+    fast = data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
+    assert (fast.fingerprint, fast.dropped, fast.n_rows) == (slow.fingerprint, slow.dropped, slow.n_rows)
+    assert list(data.read_interactions(fast.path).user_id) == list(data.read_interactions(slow.path).user_id)
+    path.write_text("user,item,ts\nu1,i1,1700000000\nu2,i2,1700000001,9\n")  # a ragged row: DuckDB's error
+    with pytest.raises(ValidationError) as error:
+        data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
+    monkeypatch.setattr(data, "_ARROW_CSV_MIN_BYTES", 1 << 40)
+    with pytest.raises(ValidationError) as expected:
+        data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
+    assert str(error.value) == str(expected.value)
