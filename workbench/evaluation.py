@@ -217,9 +217,17 @@ class ValidationEvaluator(Evaluator):
             raise ValidationError(
                 f"the model has {model.n_users} users, fewer than the split's user space"
             )
+        score = model.get_score
+        W_dense = _dense_similarity(model)
+        if W_dense is not None:
+            X = model.X_train_all
+
+            def score(idx: np.ndarray) -> np.ndarray:
+                return X[idx].astype(W_dense.dtype, copy=False) @ W_dense
+
         for start in range(0, len(self.user_indices), self.mb_size):
             idx = self.user_indices[start : start + self.mb_size]
-            scores = model.get_score(idx)
+            scores = score(idx)
             if sps.issparse(scores):
                 scores = scores.toarray()
             scores = np.asarray(scores)
@@ -235,6 +243,35 @@ class ValidationEvaluator(Evaluator):
         return {
             k[: -len(suffix)]: v for k, v in self.get_scores(model, [self.cutoff]).items()
         }
+
+
+DENSE_SIMILARITY_MAX_CELLS = 1 << 24  # 16.8M cells (128 MB in float64): about 4,000 items
+
+
+def _dense_similarity(model: Any) -> np.ndarray | None:
+    """The item-item weights of an irspack similarity recommender (whose scores are ``X[u] @ W``)
+    as a dense array, for scoring with a sparse x dense product in ``W``'s precision: several
+    times faster than scipy's sparse x sparse product (whose output is nearly dense anyway) and,
+    for a float32 ``W`` (DenseSLIM), than upcasting ``W`` for every block. A sparse ``W`` is made
+    dense only up to ``DENSE_SIMILARITY_MAX_CELLS``. None for any other model (scored by its own
+    ``get_score``)."""
+    from irspack.recommenders.base import BaseSimilarityRecommender
+
+    if not isinstance(model, BaseSimilarityRecommender):
+        return None
+    if type(model).get_score is not BaseSimilarityRecommender.get_score:
+        return None
+    W = getattr(model, "_W", None)
+    if W is None:
+        return None
+    if sps.issparse(W):
+        if W.shape[0] * W.shape[1] > DENSE_SIMILARITY_MAX_CELLS:
+            return None
+        W = W.toarray()
+    W = np.asarray(W)
+    if W.dtype not in (np.float32, np.float64):
+        return None
+    return W
 
 
 # --------------------------------------------------------------------------------------------

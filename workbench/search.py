@@ -44,6 +44,7 @@ storage, a URL, or a file path, which means a journal file) and ``study_name``.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -85,6 +86,13 @@ __all__ = [
 MAX_EPOCHS = 30  # upper bound of epochs of an iterative trial
 PATIENCE = 3  # validations without improvement before an iterative trial stops
 EPOCH_EVAL_MAX_USERS = 1000  # per-epoch validation uses at most this many validation users
+# BLAS (numpy/scipy OpenBLAS) threads during the trials. A trial's dense algebra is small (a
+# factorisation of at most a few thousand columns, scoring blocks of 512 users), and OpenBLAS
+# threads that spin while waiting for each other doubled the search's CPU time on a 2-core
+# machine and, when other processes compete for the cores, its wall time too (ml-100k, six
+# algorithms, 40 trials: 17-28 CPU s with 2 threads, 8-9 with 1). irspack's own C++ parallelism
+# (n_threads, the evaluator's metric threads) is not affected. None leaves BLAS alone.
+SEARCH_BLAS_THREADS: int | None = 1
 # Known-good starting points besides each algorithm's defaults (trial-parameter space, plain
 # names; IALS reg_lambda = reg * ials_reg_scale(alpha0, ...)). Measured: IALS 128/1.0/10 is the
 # best of the grid on ml-100k; RP3beta with an unlimited neighbourhood on long-tail data.
@@ -399,121 +407,131 @@ def run_search(
         f"({split.n_val_users:,} validation users)"
     )
 
-    # This process's fit durations per algorithm (for the deadline check).
-    durations: dict[str, list[tuple[float, float]]] = {}
-    stopped_reason: str | None = None
-    best_so_far = _study_best(study)
-    n_run = 0
-    while n_run < n_trials:
-        if should_stop is not None and should_stop():
-            stopped_reason = "cancelled"
-            logf("search cancelled")
-            break
-        if deadline is not None and time.perf_counter() >= deadline:
-            stopped_reason = "timeout"
-            logf("search timeout reached")
-            break
-        if max_study_trials is not None and study_trial_count(study) >= max_study_trials:
-            stopped_reason = "budget"
-            logf(f"the study has its {max_study_trials} trials")
-            break
-        if strategy == "bandit" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            n_all = len(study.get_trials(deepcopy=False))
-            chosen = _choose_algorithm(study, portfolio, seed, n_all)
-            study.enqueue_trial({"algorithm": chosen, **_local_move(study, chosen, seed, n_all)})
-        trial = study.ask()
-        if max_study_trials is not None and not _within_budget(study, trial.number, max_study_trials):
-            # Another process started a trial at the same moment; the earlier starts keep the budget.
-            trial.set_user_attr(_SKIPPED_ATTR, "the study's trial budget was reached")
-            study.tell(trial, state=TrialState.FAIL)
-            stopped_reason = "budget"
-            logf(f"the study has its {max_study_trials} trials")
-            break
-        n_run += 1
-        t0 = time.perf_counter()
-        info: dict[str, Any] = {"number": trial.number}
-        progress: dict[str, Any] = {}
-        for key, value in (trial_attrs or {}).items():
-            trial.set_user_attr(key, value)
-        try:
-            name = trial.suggest_categorical("algorithm", names)
-            algo = get_algorithm(name)
-            sampled = algo.suggest(trial, n_users=split.n_users, n_items=split.n_items, nnz=split.X_train.nnz)
-            params = _jsonable(resolve_params(algo, sampled))
-            info.update(algorithm=name, params=params)
-            trial.set_user_attr("algorithm", name)
-            trial.set_user_attr("params", params)
-
-            # Would a non-iterative fit overrun the search deadline? Then do not start it.
-            if deadline is not None and not algo.iterative and durations.get(name):
-                expected = _expected_seconds(durations[name], params)
-                if time.perf_counter() + expected > deadline + 0.05 * float(timeout):
-                    trial.set_user_attr(_SKIPPED_ATTR, "would overrun the search timeout")
-                    study.tell(trial, state=TrialState.FAIL)
-                    stopped_reason = "timeout"
-                    logf(f"trial {trial.number}: {name} would overrun the search timeout; stopping")
-                    break
-
-            cached = _cached_value(study, name, params, trial.number)
-            if cached is not None:
-                value, learnt = cached
-                params = {**params, **learnt}
-                trial.set_user_attr("params", params)
-                trial.set_user_attr("cached", True)
-                info.update(params=params)
-                epochs = learnt.get("train_epochs")
-            else:
-                value, epochs, stopped = _run_trial(
-                    trial, algo, params, split, evaluator, epoch_evaluator, t0, per_trial_timeout, deadline,
-                    should_stop, max_epochs, progress,
-                )
-                if epochs is not None:
-                    params = {**params, "train_epochs": int(epochs)}
-                    trial.set_user_attr("params", params)
-                    trial.set_user_attr("epochs", int(epochs))
-                    info.update(params=params)
-                if stopped:
-                    trial.set_user_attr("stopped", stopped)
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{metric}@{cutoff} is {value}")
-            seconds = time.perf_counter() - t0
-            trial.set_user_attr("seconds", seconds)
-            durations.setdefault(name, []).append((seconds, _size(params)))
-            study.tell(trial, value)
-            state = "COMPLETE"
-            info.update(score=float(value), epochs=epochs)
-            if best_so_far is None or value > best_so_far:
-                best_so_far = float(value)
-        except optuna.TrialPruned:
-            seconds = time.perf_counter() - t0
-            trial.set_user_attr("seconds", seconds)
-            study.tell(trial, state=TrialState.PRUNED)
-            state = "PRUNED"
-            info.update(score=progress.get("best"), epochs=progress.get("epoch"))
-        except (KeyboardInterrupt, SystemExit):
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        except Exception as exc:  # a failed trial never kills the search
-            seconds = time.perf_counter() - t0
-            message = f"{type(exc).__name__}: {exc}"[:500]
+    fitter = _TrialFitter(split.X_train)
+    # Objects alive now (modules, the study, the split) are frozen out of the garbage collector for
+    # the trials: irspack calls gc.collect() in fits (DenseSLIM twice), each a full scan otherwise.
+    gc.freeze()
+    blas = _limit_blas_threads(SEARCH_BLAS_THREADS)
+    try:
+        # This process's fit durations per algorithm (for the deadline check).
+        durations: dict[str, list[tuple[float, float]]] = {}
+        stopped_reason: str | None = None
+        best_so_far = _study_best(study)
+        n_run = 0
+        while n_run < n_trials:
+            if should_stop is not None and should_stop():
+                stopped_reason = "cancelled"
+                logf("search cancelled")
+                break
+            if deadline is not None and time.perf_counter() >= deadline:
+                stopped_reason = "timeout"
+                logf("search timeout reached")
+                break
+            if max_study_trials is not None and study_trial_count(study) >= max_study_trials:
+                stopped_reason = "budget"
+                logf(f"the study has its {max_study_trials} trials")
+                break
+            if strategy == "bandit" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                n_all = len(study.get_trials(deepcopy=False))
+                chosen = _choose_algorithm(study, portfolio, seed, n_all)
+                study.enqueue_trial({"algorithm": chosen, **_local_move(study, chosen, seed, n_all)})
+            trial = study.ask()
+            if max_study_trials is not None and not _within_budget(study, trial.number, max_study_trials):
+                # Another process started a trial at the same moment; the earlier starts keep the budget.
+                trial.set_user_attr(_SKIPPED_ATTR, "the study's trial budget was reached")
+                study.tell(trial, state=TrialState.FAIL)
+                stopped_reason = "budget"
+                logf(f"the study has its {max_study_trials} trials")
+                break
+            n_run += 1
+            t0 = time.perf_counter()
+            info: dict[str, Any] = {"number": trial.number}
+            progress: dict[str, Any] = {}
+            for key, value in (trial_attrs or {}).items():
+                trial.set_user_attr(key, value)
             try:
+                name = trial.suggest_categorical("algorithm", names)
+                algo = get_algorithm(name)
+                sampled = algo.suggest(trial, n_users=split.n_users, n_items=split.n_items, nnz=split.X_train.nnz)
+                params = _jsonable(resolve_params(algo, sampled))
+                info.update(algorithm=name, params=params)
+                trial.set_user_attr("algorithm", name)
+                trial.set_user_attr("params", params)
+
+                # Would a non-iterative fit overrun the search deadline? Then do not start it.
+                if deadline is not None and not algo.iterative and durations.get(name):
+                    expected = _expected_seconds(durations[name], params)
+                    if time.perf_counter() + expected > deadline + 0.05 * float(timeout):
+                        trial.set_user_attr(_SKIPPED_ATTR, "would overrun the search timeout")
+                        study.tell(trial, state=TrialState.FAIL)
+                        stopped_reason = "timeout"
+                        logf(f"trial {trial.number}: {name} would overrun the search timeout; stopping")
+                        break
+
+                cached = _cached_value(study, name, params, trial.number)
+                if cached is not None:
+                    value, learnt = cached
+                    params = {**params, **learnt}
+                    trial.set_user_attr("params", params)
+                    trial.set_user_attr("cached", True)
+                    info.update(params=params)
+                    epochs = learnt.get("train_epochs")
+                else:
+                    value, epochs, stopped = _run_trial(
+                        trial, algo, params, fitter, evaluator, epoch_evaluator, t0, per_trial_timeout, deadline,
+                        should_stop, max_epochs, progress,
+                    )
+                    if epochs is not None:
+                        params = {**params, "train_epochs": int(epochs)}
+                        trial.set_user_attr("params", params)
+                        trial.set_user_attr("epochs", int(epochs))
+                        info.update(params=params)
+                    if stopped:
+                        trial.set_user_attr("stopped", stopped)
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{metric}@{cutoff} is {value}")
+                seconds = time.perf_counter() - t0
                 trial.set_user_attr("seconds", seconds)
-                trial.set_user_attr("error", message)
-                trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
-            except Exception:
-                pass
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            state = "FAIL"
-            info.update(error=message, score=None)
-            if isinstance(exc, _TrialTooSlow):
-                durations.setdefault(info.get("algorithm", "?"), []).append((seconds, _size(info["params"])))
-        info.update(seconds=seconds, state=state, best_so_far=best_so_far)
-        info.setdefault("algorithm", None)
-        info.setdefault("params", None)
-        info.setdefault("score", None)
-        logf(_trial_message(info, metric, cutoff))
-        if on_trial is not None:
-            on_trial(dict(info))
+                durations.setdefault(name, []).append((seconds, _size(params)))
+                study.tell(trial, value)
+                state = "COMPLETE"
+                info.update(score=float(value), epochs=epochs)
+                if best_so_far is None or value > best_so_far:
+                    best_so_far = float(value)
+            except optuna.TrialPruned:
+                seconds = time.perf_counter() - t0
+                trial.set_user_attr("seconds", seconds)
+                study.tell(trial, state=TrialState.PRUNED)
+                state = "PRUNED"
+                info.update(score=progress.get("best"), epochs=progress.get("epoch"))
+            except (KeyboardInterrupt, SystemExit):
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise
+            except Exception as exc:  # a failed trial never kills the search
+                seconds = time.perf_counter() - t0
+                message = f"{type(exc).__name__}: {exc}"[:500]
+                try:
+                    trial.set_user_attr("seconds", seconds)
+                    trial.set_user_attr("error", message)
+                    trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
+                except Exception:
+                    pass
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                state = "FAIL"
+                info.update(error=message, score=None)
+                if isinstance(exc, _TrialTooSlow):
+                    durations.setdefault(info.get("algorithm", "?"), []).append((seconds, _size(info["params"])))
+            info.update(seconds=seconds, state=state, best_so_far=best_so_far)
+            info.setdefault("algorithm", None)
+            info.setdefault("params", None)
+            info.setdefault("score", None)
+            logf(_trial_message(info, metric, cutoff))
+            if on_trial is not None:
+                on_trial(dict(info))
+    finally:
+        if blas is not None:
+            blas.restore_original_limits()
+        gc.unfreeze()
 
     return _result(study, split, metric, cutoff, started, skipped, study_name, stopped_reason)
 
@@ -730,11 +748,69 @@ def _score(evaluator: Any, rec: Any) -> float:
     return round(float(evaluator.get_target_score(rec)), 12)
 
 
+def _limit_blas_threads(n: int | None) -> Any:
+    """Limit the BLAS libraries' threads (numpy's and scipy's OpenBLAS) to ``n`` until
+    ``.restore_original_limits()``; None when ``n`` is None or threadpoolctl is unavailable."""
+    if n is None:
+        return None
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # a scikit-learn dependency, so normally present
+        return None
+    return ThreadpoolController().limit(limits=int(n), user_api="blas")
+
+
+class _TrialFitter:
+    """Fits of the search's trials, with caches shared by the trials of one search (one training
+    matrix). Only tuning fits go through it; final models are plain irspack fits.
+
+    * DenseSLIM: the Gram matrix X^T X is computed once; each trial adds its ``reg`` and inverts
+      it as symmetric positive definite: irspack's formula (same weights), without its two full
+      ``gc.collect()`` calls per fit.
+
+    Every other algorithm is irspack's own fit, so a trial's score is the score of the model
+    that configuration trains.
+    """
+
+    def __init__(self, X: Any) -> None:
+        self.X = X
+        self._gram: np.ndarray | None = None
+
+    def build(self, algo: Algorithm, params: dict) -> Any:
+        return build_recommender(algo, self.X, params)
+
+    def learn(self, algo: Algorithm, rec: Any) -> None:
+        if algo.name == "DenseSLIM":
+            self._dense_slim(rec)
+        else:
+            rec.learn()
+
+    def _dense_slim(self, rec: Any) -> None:
+        import scipy.linalg
+
+        if self._gram is None:
+            Xf = self.X.astype(np.float32)
+            self._gram = np.asarray((Xf.T @ Xf).toarray(), dtype=np.float32)
+        n = self._gram.shape[0]
+        diag = np.arange(n)
+        P = self._gram.copy()
+        P[diag, diag] += np.float32(rec.reg)
+        try:
+            P = scipy.linalg.inv(P, overwrite_a=True, assume_a="pos", check_finite=False)
+        except (np.linalg.LinAlgError, ValueError, TypeError):  # not positive definite (reg 0), old scipy: general inverse
+            P = self._gram.copy()
+            P[diag, diag] += np.float32(rec.reg)
+            P = scipy.linalg.inv(P, overwrite_a=True)
+        P *= -(1.0 / np.diag(P))[np.newaxis, :]
+        P[diag, diag] = 0
+        rec._W = P
+
+
 def _run_trial(
     trial: optuna.Trial,
     algo: Algorithm,
     params: dict,
-    split: Split,
+    fitter: _TrialFitter,
     evaluator: Any,
     epoch_evaluator: Any,
     t0: float,
@@ -744,9 +820,9 @@ def _run_trial(
     max_epochs: int,
     progress: dict,
 ) -> tuple[float, int | None, str | None]:
-    rec = build_recommender(algo, split.X_train, params)
+    rec = fitter.build(algo, params)
     if not algo.iterative:
-        rec.learn()
+        fitter.learn(algo, rec)
         took = time.perf_counter() - t0
         if per_trial_timeout is not None and took > per_trial_timeout:
             raise _TrialTooSlow(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 METRICS = ("ndcg", "map", "recall", "hit", "precision")
+SEARCH_REPORT_INTERVAL = 2.0  # seconds between the catalog writes of a running search (trial rows, log, progress)
 
 
 def split_for(ws: "Workspace", dataset: dict, config: SplitConfig | dict | None) -> Split:
@@ -181,14 +182,22 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
     timeout = record["timeout_overall"]
     if timeout:
         timeout = max(timeout - (time.monotonic() - started), 0.1)
-    return search.run_search(
-        split, algorithms=record["algorithms"], n_trials=n_trials, timeout=timeout,
-        per_trial_timeout=record["timeout_singlestep"], metric=record["metric"], cutoff=record["cutoff"],
-        seed=record["seed"] + worker, storage=storage, study_name=record["study_name"],
-        on_trial=_trial_recorder(record, reporter, worker, started),
-        should_stop=reporter.cancel_requested, log=reporter.log,
-        max_study_trials=max_study_trials, trial_attrs={"worker": worker},
-    )
+    # Trials take a fraction of a second each: writing the catalog (open, commit) after every one
+    # would cost a large share of a small search; rows, log lines and progress are written in
+    # batches instead (a cancel is noticed within the same interval).
+    interval = reporter.interval
+    reporter.interval = max(interval, SEARCH_REPORT_INTERVAL)
+    try:
+        return search.run_search(
+            split, algorithms=record["algorithms"], n_trials=n_trials, timeout=timeout,
+            per_trial_timeout=record["timeout_singlestep"], metric=record["metric"], cutoff=record["cutoff"],
+            seed=record["seed"] + worker, storage=storage, study_name=record["study_name"],
+            on_trial=_trial_recorder(record, reporter, worker, started),
+            should_stop=reporter.cancel_requested, log=reporter.log,
+            max_study_trials=max_study_trials, trial_attrs={"worker": worker},
+        )
+    finally:
+        reporter.interval = interval
 
 
 def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
