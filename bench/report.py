@@ -49,7 +49,7 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
     results = out / "results"
     results.mkdir(parents=True, exist_ok=True)
     work = out / "work" if smoke else HERE / "work"
-    (results / "meta.json").write_text(json.dumps({"smoke": smoke}))
+    (results / "meta.json").write_text(json.dumps({"smoke": smoke, "machine": machine()}))
     for name in names:
         script, full, small = BENCHMARKS[name]
         command = [sys.executable, str(HERE / script), *(small if smoke else full), "--json", str(results / f"{name}.json")]
@@ -344,7 +344,8 @@ SECTIONS = {"import": import_section, "scale": scale_section, "lifecycle": lifec
 
 def render(out: Path) -> Path:
     results_dir = out / "results"
-    smoke = json.loads((results_dir / "meta.json").read_text())["smoke"]
+    meta = json.loads((results_dir / "meta.json").read_text())
+    smoke, m = meta["smoke"], meta["machine"]
     results = {name: json.loads((results_dir / f"{name}.json").read_text())
                for name in BENCHMARKS if (results_dir / f"{name}.json").exists()}
     runs = {name: json.loads((results_dir / f"{name}.run.json").read_text())
@@ -352,10 +353,9 @@ def render(out: Path) -> Path:
     report = Report(out, results, runs)
     for name, res in results.items():
         SECTIONS[name](report, res)
-    m = machine()
     missed = sum(not passed for *_, passed in report.targets)
     lines = ["# Rec Workbench performance report", "",
-             f"Written by `make bench` (`python bench/report.py`{' --smoke' if smoke else ''}) on {m['date']} at commit "
+             f"Written by `make bench` (`python bench/report.py`{' --smoke' if smoke else ''}), run from {m['date']} at commit "
              f"{m['commit']}. {len(report.targets)} targets: {len(report.targets) - missed} pass, {missed} miss."
              + (" **Smoke run: tiny sizes, one run each; the figures mean nothing.**" if smoke else ""), "",
              "## Machine", ""]

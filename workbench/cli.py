@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -46,14 +45,18 @@ def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bo
     Preheating (Voila 0.5: one kernel per dashboard runs the notebook before any request; the
     environment, WORKBENCH_HOME included, reaches it) is limited to the six dashboards: the
     Papermill retrain notebook and any other notebook must never run unasked. Only the front-end
-    extensions the dashboards use are loaded (others, e.g. plotly's 4.8 MB, slow every first paint).
+    extensions the dashboards use are loaded (others, e.g. plotly's 4.8 MB, slow every first paint),
+    and workbench.voila_server (Voila plus a page-config hook) leaves bqplot's out of the pages
+    without charts. Front-end extension files are served as immutable: their names carry a content
+    hash, so a returning browser takes them from its cache instead of revalidating each of them
+    with the (busy) server on every page load.
     """
-    voila = shutil.which("voila", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     command = [
-        voila or "voila", str(notebooks), "--no-browser", f"--Voila.ip={host}", f"--port={port}",
-        "--strip_sources=True", "--show_tracebacks=False",
+        sys.executable, "-m", "workbench.voila_server", str(notebooks), "--no-browser", f"--Voila.ip={host}",
+        f"--port={port}", "--strip_sources=True", "--show_tracebacks=False",
         '--VoilaConfiguration.extension_allowlist=["@jupyter-widgets/jupyterlab-manager",'
         ' "@voila-dashboards/widgets-manager8", "bqplot"]',
+        '--Voila.tornado_settings={"static_immutable_cache": ["/voila/labextensions/"]}',
     ]
     if preheat:
         dashboards = "home|data|tuning|training|models|recommendations"
