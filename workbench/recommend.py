@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import os
 import random
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -14,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sps
 
 from .errors import NotFoundError, ValidationError
+from .threads import single_threaded_blas
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -230,7 +230,7 @@ class _FactorIndex:
             X = X.sorted_indices()  # the seen-item filter looks items up in sorted rows
         size = min(FACTOR_BLOCK, max(64, -(-len(indices) // _WORKERS)))  # keep every worker busy
         blocks = [indices[start:start + size] for start in range(0, len(indices), size)]
-        with _single_threaded_blas():
+        with single_threaded_blas():
             return list(_POOL.map(lambda block: self._block(block, X, k), blocks))
 
     def _block(self, block: np.ndarray, X: sps.csr_matrix, k: int) -> tuple:
@@ -298,39 +298,6 @@ def _row_best_first(rows: np.ndarray, values: np.ndarray, columns: np.ndarray,
     ascending = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + 2**31  # float order as 0..2**32-1
     key = (rows.astype(np.int64) << (32 + column_bits)) | ((2**32 - 1 - ascending) << column_bits) | columns
     return np.argsort(key, kind="stable")
-
-
-class _single_threaded_blas:
-    """BLAS on one thread while the thread pool runs blocks side by side: OpenBLAS's own threads
-    spin on these small products (about 5x the CPU time). Process-wide, so reference-counted:
-    overlapping calls from several threads restore the original limits only when the last ends.
-    """
-
-    _lock = threading.Lock()
-    _users = 0
-    _controller: Any = None
-    _limiter: Any = None
-
-    def __enter__(self) -> None:
-        cls = type(self)
-        with cls._lock:
-            cls._users += 1
-            if cls._users == 1:
-                try:
-                    if cls._controller is None:
-                        from threadpoolctl import ThreadpoolController
-                        cls._controller = ThreadpoolController()
-                    cls._limiter = cls._controller.limit(limits=1, user_api="blas")
-                except Exception:  # noqa: BLE001 -- threadpoolctl missing or failing: just slower
-                    cls._limiter = None
-
-    def __exit__(self, *exc: Any) -> None:
-        cls = type(self)
-        with cls._lock:
-            cls._users -= 1
-            if cls._users == 0 and cls._limiter is not None:
-                cls._limiter.restore_original_limits()
-                cls._limiter = None
 
 
 def _ranks(rows: np.ndarray) -> np.ndarray:

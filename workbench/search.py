@@ -44,6 +44,7 @@ storage, a URL, or a file path, which means a journal file) and ``study_name``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -52,7 +53,7 @@ import traceback
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import optuna
@@ -72,6 +73,7 @@ from .algorithms import (
 )
 from .errors import ValidationError, WorkbenchError
 from .evaluation import TARGET_METRICS, Split
+from .threads import single_threaded_blas
 
 __all__ = [
     "run_search",
@@ -86,13 +88,6 @@ __all__ = [
 MAX_EPOCHS = 30  # upper bound of epochs of an iterative trial
 PATIENCE = 3  # validations without improvement before an iterative trial stops
 EPOCH_EVAL_MAX_USERS = 1000  # per-epoch validation uses at most this many validation users
-# BLAS (numpy/scipy OpenBLAS) threads during the trials. A trial's dense algebra is small (a
-# factorisation of at most a few thousand columns, scoring blocks of 512 users), and OpenBLAS
-# threads that spin while waiting for each other doubled the search's CPU time on a 2-core
-# machine and, when other processes compete for the cores, its wall time too (ml-100k, six
-# algorithms, 40 trials: 17-28 CPU s with 2 threads, 8-9 with 1). irspack's own C++ parallelism
-# (n_threads, the evaluator's metric threads) is not affected. None leaves BLAS alone.
-SEARCH_BLAS_THREADS: int | None = 1
 # Known-good starting points besides each algorithm's defaults (trial-parameter space, plain
 # names; IALS reg_lambda = reg * ials_reg_scale(alpha0, ...)). Measured: IALS 128/1.0/10 is the
 # best of the grid on ml-100k; RP3beta with an unlimited neighbourhood on long-tail data.
@@ -410,9 +405,9 @@ def run_search(
     fitter = _TrialFitter(split.X_train)
     # Objects alive now (modules, the study, the split) are frozen out of the garbage collector for
     # the trials: irspack calls gc.collect() in fits (DenseSLIM twice), each a full scan otherwise.
-    gc.freeze()
-    blas = _limit_blas_threads(SEARCH_BLAS_THREADS)
-    try:
+    # BLAS runs on one thread (ml-100k, 40 trials: 17-28 CPU s with 2 threads, 8-9 with 1);
+    # irspack's own C++ threads are not affected.
+    with single_threaded_blas(), _frozen_gc():
         # This process's fit durations per algorithm (for the deadline check).
         durations: dict[str, list[tuple[float, float]]] = {}
         stopped_reason: str | None = None
@@ -528,10 +523,6 @@ def run_search(
             logf(_trial_message(info, metric, cutoff))
             if on_trial is not None:
                 on_trial(dict(info))
-    finally:
-        if blas is not None:
-            blas.restore_original_limits()
-        gc.unfreeze()
 
     return _result(study, split, metric, cutoff, started, skipped, study_name, stopped_reason)
 
@@ -748,16 +739,14 @@ def _score(evaluator: Any, rec: Any) -> float:
     return round(float(evaluator.get_target_score(rec)), 12)
 
 
-def _limit_blas_threads(n: int | None) -> Any:
-    """Limit the BLAS libraries' threads (numpy's and scipy's OpenBLAS) to ``n`` until
-    ``.restore_original_limits()``; None when ``n`` is None or threadpoolctl is unavailable."""
-    if n is None:
-        return None
+@contextlib.contextmanager
+def _frozen_gc() -> Iterator[None]:
+    """The objects alive on entry are left out of garbage collections until the exit."""
+    gc.freeze()
     try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # a scikit-learn dependency, so normally present
-        return None
-    return ThreadpoolController().limit(limits=int(n), user_api="blas")
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class _TrialFitter:
