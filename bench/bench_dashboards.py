@@ -132,14 +132,47 @@ class Server:
         while self.preheat and self.fills(name) < count and time.monotonic() < deadline:
             time.sleep(0.2)
 
+    def wait_idle(self, window: float = 0.5, busy: float = 0.05, timeout: float = 60) -> None:
+        """Until the server and its kernels use under `busy` of a core over `window` seconds.
+
+        A pool reports "filled" when its kernel has started, not when the notebook has run in it;
+        a page requested before that waits for the run, which is not what preheating promises.
+        """
+        import psutil
+
+        server = psutil.Process(self.process.pid)
+
+        def cpu() -> float:
+            total = 0.0
+            for process in [server, *server.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                except psutil.Error:  # exited meanwhile
+                    continue
+                total += times.user + times.system + times.children_user + times.children_system
+            return total
+
+        deadline = time.monotonic() + timeout
+        before = cpu()
+        while time.monotonic() < deadline:
+            time.sleep(window)
+            now = cpu()
+            if now - before < busy * window:
+                return
+            before = now
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, 15)
             self.process.wait(20)
 
 
-def paint(context, url: str, ready: str, timeout: float = 120_000) -> float:
+def paint(context, url: str, ready: str, timeout: float = 120_000, scripts: list[int] | None = None) -> float:
+    """Seconds until the page shows `ready`; the sizes of the scripts it fetched go into `scripts`."""
     page = context.new_page()
+    responses = []
+    if scripts is not None:
+        page.on("response", lambda r: responses.append(r) if r.request.resource_type == "script" else None)
     started = time.perf_counter()
     page.goto(url, wait_until="commit")
     page.locator(".wb-title").first.wait_for(timeout=timeout)
@@ -147,6 +180,9 @@ def paint(context, url: str, ready: str, timeout: float = 120_000) -> float:
     seconds = time.perf_counter() - started
     if page.get_by_text("Error displaying widget").count():
         raise RuntimeError(f"{url}: Error displaying widget")
+    if scripts is not None:
+        page.wait_for_load_state("networkidle")
+        scripts.extend(len(r.body()) for r in responses if r.ok)
     page.close()
     return seconds
 
@@ -168,7 +204,8 @@ def models_usable(context, url: str) -> tuple[float, float]:
     return shown, turned
 
 
-def measure(home: Path, names: tuple[str, ...], runs: int, preheat: bool, workdir: Path) -> dict[str, list[float]]:
+def measure(home: Path, names: tuple[str, ...], runs: int, preheat: bool, workdir: Path) -> dict[str, list]:
+    """Paint seconds of each page, and ["script_bytes"]: [bytes, count] of the first page's scripts."""
     from playwright.sync_api import sync_playwright
 
     server = Server(home, preheat, workdir / f"voila-{'pre' if preheat else 'cold'}.log",
@@ -180,13 +217,15 @@ def measure(home: Path, names: tuple[str, ...], runs: int, preheat: bool, workdi
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             for name in names:
                 server.wait_filled(name, 1)
-            paint(context, server.url(names[0]), READY[names[0]])  # warm the browser cache (not counted)
+            scripts: list[int] = []
+            paint(context, server.url(names[0]), READY[names[0]], scripts=scripts)  # fills the browser cache, not counted
+            results["script_bytes"] = [sum(scripts), len(scripts)]
             for name in names:
                 used = 1 if name == names[0] else 0
                 times = []
                 for _ in range(runs):
                     server.wait_filled(name, used + 1)
-                    time.sleep(0.5)
+                    server.wait_idle()
                     times.append(paint(context, server.url(name), READY[name]))
                     used += 1
                 results[name] = times
@@ -209,7 +248,7 @@ def measure_models(home: Path, runs: int, workdir: Path) -> list[tuple[float, fl
             paint(context, server.url("home"), READY["home"])  # warm the browser cache
             for used in range(runs):
                 server.wait_filled("models", used + 1)
-                time.sleep(0.5)
+                server.wait_idle()
                 out.append(models_usable(context, server.url("models")))
             browser.close()
     finally:
@@ -235,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         preheated = measure(home, names, runs, True, workdir)
         cold = {} if args.smoke else measure(home, names, runs, False, workdir)
+        script_bytes, script_files = preheated.pop("script_bytes")
+        cold.pop("script_bytes", None)
         for name in names:
             rows.append((name, statistics.median(preheated[name]),
                          statistics.median(cold[name]) if name in cold else None))
@@ -247,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "runs": runs, "baseline": BASELINE, "preheated": preheated, "cold": cold,
+            "scripts": {"page": names[0], "bytes": script_bytes, "files": script_files},
             "models_1000": [{"shown_s": shown, "page_turn_s": turned} for shown, turned in models]}, indent=2))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nDashboards, first paint (median of {runs} run{'s' if runs > 1 else ''}; target preheated <= 1 s; "
@@ -256,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, pre, cold_s in rows:
         label = "baseline: one Label, no workbench" if name == BASELINE else name
         print(f"| {label} | {pre:.2f} | {'-' if cold_s is None else f'{cold_s:.2f}'} |")
+    print(f"\n{names[0]} page: {script_files} scripts, {script_bytes / 2**20:.1f} MiB of JavaScript")
     if models:
         shown = statistics.median(m[0] for m in models)
         turned = statistics.median(m[1] for m in models)

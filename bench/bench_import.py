@@ -7,7 +7,8 @@ Parquet), imports them and the real data sets in ../shared/data when present, an
 markdown table of median wall times, with the median CPU seconds (all threads) beside them: on a
 machine shared with other work, CPU time is the steadier comparison. Targets: never slower than
 the pandas path, `::` at least 10x faster, snapshot -> CSR for the largest string-id snapshot at
-most 0.35 s.
+most 0.35 s. An import slower than the pandas path is run once more under pyinstrument, and the
+seconds of each step of `build_interaction_snapshot` go into the results ("phases").
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from workbench.data import build_interaction_snapshot, interaction_matrix  # noq
 SHARED = ROOT.parent / "shared" / "data"
 CSR_TARGET_S = 0.35
 SLOW_BASELINE_S = 20.0  # a baseline run slower than this is not repeated
+# the steps of build_interaction_snapshot (pyinstrument frame names) as the report names them
+PHASES = {"_open": "open and sniff", "fetch": "read rows", "_epoch_us": "parse times", "_encode_columns": "encode ids",
+          "_sort_rows": "sort rows", "_publish": "write Parquet + fingerprint"}
 
 
 def generate(work: Path, n: int) -> dict[str, Path]:
@@ -80,6 +84,24 @@ def median_time(fn, repeat: int, setup=None) -> tuple[float, float, object, int]
         if walls[-1] > SLOW_BASELINE_S:
             break
     return statistics.median(walls), statistics.median(cpus), result, len(walls)
+
+
+def phases(fn) -> dict[str, float]:
+    """Seconds of each step of build_interaction_snapshot in one run of `fn` under pyinstrument."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        fn()
+    frames = [profiler.last_session.root_frame()]
+    while frames and frames[0].function != "build_interaction_snapshot":
+        frames = frames[1:] + list(frames[0].children)
+    if not frames:
+        return {}
+    steps = {"total": frames[0].time, **{label: 0.0 for label in PHASES.values()}, "other": 0.0}
+    for child in frames[0].children:
+        steps[PHASES.get(child.function, "other")] += child.time
+    return steps
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -130,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
         imports.append({"case": name, "format": fmt, "rows": snap.n_rows, "import_s": ours, "import_cpu_s": ours_cpu,
                         "pandas_s": base, "pandas_cpu_s": base_cpu, "runs": repeat, "pandas_runs": runs,
                         "speedup": base / ours})
+        if ours > base:
+            fresh()
+            imports[-1]["phases"] = phases(lambda: build_interaction_snapshot(path, dest, **kwargs))
         print(json.dumps(imports[-1]), file=sys.stderr, flush=True)
         if fmt == "comma CSV":
             largest = (snap.n_rows, path, kwargs)

@@ -425,8 +425,7 @@ def test_lastfm_2k(tmp_path):
 
 @pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.dat", "a.csv.gz"])
 def test_arrow_csv_reader_and_parallel_steps_give_the_same_snapshot(name, frame, reference, tmp_path, monkeypatch):
-    """Large files take Arrow's CSV reader and the threaded encode/sort; small ones DuckDB: same content."""
-    monkeypatch.setattr(data, "_ARROW_CSV_MIN_BYTES", 0)
+    """Plain files take Arrow's CSV reader, large ones the threaded encode/sort: same content as a DataFrame."""
     monkeypatch.setattr(data, "_PARALLEL_ROWS", 2)
     snap = data.build_interaction_snapshot(write(frame, tmp_path / name), tmp_path / "s", **COLUMNS)
     assert snap.fingerprint == reference.fingerprint
@@ -441,15 +440,16 @@ def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
             ' u5 ,"i ""5""",1700000004\nu6,i6,\n')
     path = tmp_path / "q.csv"
     path.write_text(text)
-    slow = data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
-    monkeypatch.setattr(data, "_ARROW_CSV_MIN_BYTES", 0)
+    with monkeypatch.context() as duckdb_only:
+        duckdb_only.setattr(data, "_arrow_csv_options", lambda *args: None)
+        slow = data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     fast = data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
     assert (fast.fingerprint, fast.dropped, fast.n_rows) == (slow.fingerprint, slow.dropped, slow.n_rows)
     assert list(data.read_interactions(fast.path).user_id) == list(data.read_interactions(slow.path).user_id)
     path.write_text("user,item,ts\nu1,i1,1700000000\nu2,i2,1700000001,9\n")  # a ragged row: DuckDB's error
     with pytest.raises(ValidationError) as error:
         data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
-    monkeypatch.setattr(data, "_ARROW_CSV_MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(data, "_arrow_csv_options", lambda *args: None)
     with pytest.raises(ValidationError) as expected:
         data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     assert str(error.value) == str(expected.value)
