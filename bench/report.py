@@ -70,6 +70,7 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
 
 def machine() -> dict:
     import psutil
+    import numpy  # noqa: F401 -- loads the BLAS that threadpool_info describes
     from threadpoolctl import threadpool_info
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
