@@ -756,14 +756,20 @@ class _TrialFitter:
     * DenseSLIM: the Gram matrix X^T X is computed once; each trial adds its ``reg`` and inverts
       it as symmetric positive definite: irspack's formula (same weights), without its two full
       ``gc.collect()`` calls per fit.
+    * TruncatedSVD with many components, when the matrix has at most 2,048 users or items: the
+      exact SVD is computed once (from the eigendecomposition of the smaller Gram matrix; ml-100k:
+      0.14 s, against 0.4-0.8 s for one randomized fit of 400-500 components) and each trial
+      takes its top ``n_components``. irspack's randomized SVD approximates the same factors: the
+      scores agree within 0.003 nDCG@20 on ml-100k and lastfm-2k.
 
-    Every other algorithm is irspack's own fit, so a trial's score is the score of the model
-    that configuration trains.
+    Every other fit is irspack's own, so a trial's score is the score of the model that
+    configuration trains.
     """
 
     def __init__(self, X: Any) -> None:
         self.X = X
         self._gram: np.ndarray | None = None
+        self._svd: tuple[np.ndarray, np.ndarray] | None = None  # (user factors U*s, components V^T)
 
     def build(self, algo: Algorithm, params: dict) -> Any:
         return build_recommender(algo, self.X, params)
@@ -771,8 +777,20 @@ class _TrialFitter:
     def learn(self, algo: Algorithm, rec: Any) -> None:
         if algo.name == "DenseSLIM":
             self._dense_slim(rec)
+        elif algo.name == "TruncatedSVD" and rec.n_components >= _EXACT_SVD_FROM and min(self.X.shape) <= _EXACT_SVD_MAX_SIDE:
+            self._truncated_svd(rec)
         else:
             rec.learn()
+
+    def _truncated_svd(self, rec: Any) -> None:
+        import types
+
+        if self._svd is None:
+            self._svd = _exact_svd(self.X)
+        z, components = self._svd
+        k = min(rec.n_components, len(components))
+        rec.z_ = z[:, :k]
+        rec.decomposer_ = types.SimpleNamespace(components_=components[:k])  # all that scoring reads
 
     def _dense_slim(self, rec: Any) -> None:
         import scipy.linalg
@@ -793,6 +811,27 @@ class _TrialFitter:
         P *= -(1.0 / np.diag(P))[np.newaxis, :]
         P[diag, diag] = 0
         rec._W = P
+
+
+_EXACT_SVD_FROM = 64  # fewer components: irspack's randomized SVD is cheaper than the exact one
+_EXACT_SVD_MAX_SIDE = 2048  # the eigendecomposition of a 2,048-square Gram matrix takes about 1 s
+
+
+def _exact_svd(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(U * s, V^T) of X's singular value decomposition, largest first, without the null space."""
+    import scipy.linalg
+
+    X = X.astype(np.float64)
+    by_users = X.shape[0] <= X.shape[1]
+    gram = (X @ X.T if by_users else X.T @ X).toarray()
+    eigenvalues, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
+    s = np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))
+    vectors = vectors[:, ::-1]
+    rank = int(np.count_nonzero(s > s[0] * 1e-7)) if len(s) and s[0] > 0 else 0
+    s, vectors = s[:rank], vectors[:, :rank]
+    if by_users:  # vectors are U: V^T = (X^T U / s)^T
+        return vectors * s, np.ascontiguousarray((X.T @ vectors).T / s[:, np.newaxis])
+    return np.asarray(X @ vectors), np.ascontiguousarray(vectors.T)  # vectors are V: U s = X V
 
 
 def _run_trial(
