@@ -31,7 +31,7 @@ LIBRARIES = ("irspack", "duckdb", "numpy", "scipy", "pandas", "pyarrow", "optuna
              "bqplot", "scikit-learn", "playwright", "matplotlib")
 # name -> (script, arguments of the full run, arguments of the smoke run)
 BENCHMARKS = {
-    "import": ("bench_import.py", ["--sizes", "1000000,10000000", "--repeat", "3"], ["--smoke"]),
+    "import": ("bench_import.py", ["--sizes", "1000000,10000000", "--repeat", "5"], ["--smoke"]),
     "scale": ("bench_scale.py", ["--sizes", "1000000,3000000,10000000", "--repeat", "3"], ["--smoke"]),
     "lifecycle": ("bench_lifecycle.py", ["--repeat", "3"], ["--smoke"]),
     "tuning": ("bench_tuning.py", ["--datasets", "ml-100k", "--repeat", "3"], ["--smoke"]),
@@ -69,10 +69,12 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
 # --- the machine -----------------------------------------------------------------------------
 
 def machine() -> dict:
+    import importlib
+
     import psutil
-    import numpy  # noqa: F401 -- loads the BLAS that threadpool_info describes
     from threadpoolctl import threadpool_info
 
+    importlib.import_module("numpy")  # loads the BLAS that threadpool_info describes
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown")
     blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('architecture')})"
@@ -176,8 +178,8 @@ def import_section(report: Report, res: dict) -> None:
                      f"{r['speedup']:.2f}x", verdict])
     body += [f"`build_interaction_snapshot` (DuckDB sniffs the file, Arrow's CSV reader or DuckDB reads it; ids encoded; rows sorted; fingerprinted "
              f"Parquet snapshot written) against `pandas.read_csv` (C engine; the python engine for `::`) or "
-             f"`read_parquet`, then `irspack.df_to_sparse`. Wall seconds, median of {res['repeat']} runs "
-             f"(CPU seconds of all threads in brackets).", ""]
+             f"`read_parquet`, then `irspack.df_to_sparse`. Wall seconds, median of {res['repeat']} runs; the two "
+             f"take turns, after one uncounted warm-up run each (CPU seconds of all threads in brackets).", ""]
     body += table(["data", "rows", "import s (CPU s)", "rows/s", "pandas + df_to_sparse s (CPU s)", "speed-up",
                    "target"], rows)
     labels = [r["case"] for r in res["imports"]]
