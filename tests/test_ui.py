@@ -412,3 +412,26 @@ def test_job_monitor_follows_a_job_to_its_end_in_a_thread():
     assert finished and finished[0]["status"] == "FAILURE"
     assert monitor.progress.bar_style == "danger" and "Out of memory." in monitor.status.value
     assert len(monitor.lines) == 2 and "started" in monitor.log_view.value and monitor.cancel_button.disabled
+
+
+def test_pages_served_without_the_chart_library_are_exactly_the_dashboards_without_charts():
+    """`workbench serve` leaves bqplot's JavaScript out of the pages in voila_server.CHART_FREE: a
+    chart on one of them would not render, and a charted page missing from it would not load."""
+    import importlib
+    import inspect
+    import re
+
+    import workbench.ui as ui
+    from workbench.voila_server import CHART_FREE
+
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    checked = 0
+    for notebook in sorted(notebooks.glob("*.ipynb")):
+        dashboard = re.search(r"from workbench\.ui import (\w+Dashboard)", notebook.read_text())
+        if dashboard is None:  # not a dashboard (the retraining notebook)
+            continue
+        module = importlib.import_module(getattr(ui, dashboard.group(1)).__module__)
+        charts = re.search(r"\b(bqplot|line_chart|bar_chart)\b", inspect.getsource(module)) is not None
+        assert bool(CHART_FREE.match(notebook.name)) == (not charts), notebook.name
+        checked += 1
+    assert checked == 6
