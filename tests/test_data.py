@@ -158,6 +158,21 @@ def test_integer_ids_stay_integers(tmp_path):
     assert data.build_interaction_snapshot(parquet, tmp_path / "s", user_column="user", item_column="item").fingerprint == snap.fingerprint
 
 
+@pytest.mark.parametrize("spread", [1, 2**56], ids=["dense range", "sparse range"])
+def test_integer_ids_in_a_table_or_hashed_give_the_same_snapshot(spread, tmp_path, monkeypatch):
+    """Integer ids that fill their range are encoded through a table over it, others by hashing: same content."""
+    rng = np.random.default_rng(1)
+    users = rng.integers(-50, 50, 3000) * spread
+    frame = pd.DataFrame({"user": users, "item": rng.integers(2**40, 2**40 + 300, 3000), "ts": rng.integers(0, 10**9, 3000)})
+    assert (data._encode_dense_integers(pa.chunked_array([users])) is not None) == (spread == 1)
+    snap = data.build_interaction_snapshot(frame, tmp_path / "a", **COLUMNS)
+    monkeypatch.setattr(data, "_DENSE_SLOTS_PER_ROW", -(2**40))  # no column qualifies for the table
+    hashed = data.build_interaction_snapshot(frame, tmp_path / "b", **COLUMNS)
+    assert snap.fingerprint == hashed.fingerprint
+    X, user_ids, item_ids = data.interaction_matrix(snap.path)
+    assert list(user_ids) == sorted(set(users)) and list(item_ids) == sorted(set(frame.item))
+    assert X.nnz == len(frame[["user", "item"]].drop_duplicates())
+
 def test_ids_that_are_not_all_integers_are_text(tmp_path):
     users = list(range(3000)) + ["x7"]  # the odd one is far beyond DuckDB's type-sniffing sample
     path = write(pd.DataFrame({"user": users, "item": 1}), tmp_path / "mixed.csv")
@@ -425,7 +440,7 @@ def test_lastfm_2k(tmp_path):
 
 @pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.dat", "a.csv.gz"])
 def test_arrow_csv_reader_and_parallel_steps_give_the_same_snapshot(name, frame, reference, tmp_path, monkeypatch):
-    """Plain files take Arrow's CSV reader, large ones the threaded encode/sort: same content as a DataFrame."""
+    """Plain files take Arrow's CSV reader, large ones the threaded encode: same content as a DataFrame."""
     monkeypatch.setattr(data, "_PARALLEL_ROWS", 2)
     snap = data.build_interaction_snapshot(write(frame, tmp_path / name), tmp_path / "s", **COLUMNS)
     assert snap.fingerprint == reference.fingerprint
