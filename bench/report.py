@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -69,12 +70,10 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
 # --- the machine -----------------------------------------------------------------------------
 
 def machine() -> dict:
-    import importlib
-
+    import numpy  # noqa: F401  (loads the BLAS that threadpool_info describes)
     import psutil
     from threadpoolctl import threadpool_info
 
-    importlib.import_module("numpy")  # loads the BLAS that threadpool_info describes
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown")
     blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('architecture')})"
@@ -334,8 +333,6 @@ def tuning_section(report: Report, res: dict) -> None:
 
 
 def dashboards_section(report: Report, res: dict) -> None:
-    import statistics
-
     names = list(res["preheated"])
     rows = []
     for name in names:
@@ -367,8 +364,6 @@ def dashboards_section(report: Report, res: dict) -> None:
 
 def dashboards_floor(res: dict) -> list[str]:
     """The arithmetic of first paint: the floor an empty Voila page sets, and what the dashboards add."""
-    import statistics
-
     if res["baseline"] not in res["preheated"]:
         return []
     floor = statistics.median(res["preheated"][res["baseline"]])

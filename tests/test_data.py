@@ -173,6 +173,7 @@ def test_integer_ids_in_a_table_or_hashed_give_the_same_snapshot(spread, tmp_pat
     assert list(user_ids) == sorted(set(users)) and list(item_ids) == sorted(set(frame.item))
     assert X.nnz == len(frame[["user", "item"]].drop_duplicates())
 
+
 def test_ids_that_are_not_all_integers_are_text(tmp_path):
     users = list(range(3000)) + ["x7"]  # the odd one is far beyond DuckDB's type-sniffing sample
     path = write(pd.DataFrame({"user": users, "item": 1}), tmp_path / "mixed.csv")

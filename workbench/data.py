@@ -485,10 +485,10 @@ def _detect_delimiter(head: bytes) -> str | None:
 
     None when none is consistent (e.g. quoted fields holding delimiters): DuckDB's sniffer decides then.
     """
-    end = _nth_newline(head, 200)
-    lines = head[:end].decode("utf-8", "replace").splitlines()[:200]
-    if end is None and len(head) == _SAMPLE_BYTES:
-        lines = lines[:-1]  # may be cut short
+    pieces = head.split(b"\n", 200)  # the first 200 lines, then the rest in one piece
+    lines = b"\n".join(pieces[:200]).decode("utf-8", "replace").splitlines()[:200]
+    if len(pieces) <= 200 and len(head) == _SAMPLE_BYTES:
+        lines = lines[:-1]  # the sample ends inside its last line
     lines = [line for line in lines if line.strip()]
     best, best_count = None, 0
     for delim in _DELIMITERS:
@@ -498,16 +498,6 @@ def _detect_delimiter(head: bytes) -> str | None:
                 return delim
             best, best_count = delim, count
     return best
-
-
-def _nth_newline(head: bytes, n: int) -> int | None:
-    """The offset of the n-th b"\\n" in `head`, or None when it has fewer."""
-    end = -1
-    for _ in range(n):
-        end = head.find(b"\n", end + 1)
-        if end < 0:
-            return None
-    return end
 
 
 def _open_csv(path: Path, gzipped: bool, head: bytes, con, src: str, delimiter: str | None) -> _Input:

@@ -50,6 +50,7 @@ import json
 import math
 import time
 import traceback
+import types
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -783,8 +784,6 @@ class _TrialFitter:
             rec.learn()
 
     def _truncated_svd(self, rec: Any) -> None:
-        import types
-
         if self._svd is None:
             self._svd = _exact_svd(self.X)
         z, components = self._svd
