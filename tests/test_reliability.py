@@ -305,7 +305,7 @@ def test_doctor_reaps_jobs_left_running_or_pending_by_dead_processes(workspace, 
     workspace.catalog.update("jobs", running[1], {"status": "RUNNING", "pid": pid, "host": socket.gethostname(),
                                                   "process_started": time.time() - 5})
     workspace.catalog.update("models", running[0], {"status": "RUNNING"})
-    workspace.catalog.execute("UPDATE jobs SET created_at = created_at - INTERVAL 2 HOUR WHERE id = ?", [never[1]])
+    workspace.catalog.execute("UPDATE jobs SET created_at = datetime(created_at, '-2 hours') WHERE id = ?", [never[1]])
     report = doctor.check(workspace)
     assert sorted((f.kind, f.subject) for f in report.problems) == [
         ("dead job", f"job {running[1]} (train)"), ("stale job", f"job {never[1]} (train)")]
@@ -319,17 +319,14 @@ def test_doctor_reaps_jobs_left_running_or_pending_by_dead_processes(workspace, 
 
 
 def test_doctor_cleans_up_after_a_retrain_that_died_mid_run(workspace, trained):
-    from workbench import retrain as rt
-
     project = workspace.project("shop")
     workspace.activate(trained[0].id)
-    marks = rt._watermarks(workspace)
-    data = workspace.import_training_data(project, clustered_interactions(seed=9))
-    orphan = workspace.train(workspace.configuration(trained[0]["configuration_id"]), data)
+    with workspace.catalog.tagged("dead-run"):  # what a run that died after importing and training left
+        data = workspace.import_training_data(project, clustered_interactions(seed=9))
+        orphan = workspace.train(workspace.configuration(trained[0]["configuration_id"]), data)
     journal = {"state": "running", "project": "shop", "project_id": project["id"], "pid": dead_pid(),
                "host": socket.gethostname(), "process_started": time.time() - 60, "started_at": "earlier",
-               "watermarks": marks, "active_before": trained[0].id, "training_data": [data["id"]],
-               "models": [orphan["id"]], "metrics_backup": {}}
+               "run_id": "dead-run", "active_before": trained[0].id, "metrics_backup": {}}
     lock_file = workspace.data_dir / "locks" / "shop.retrain.lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     lock_file.write_text(json.dumps(journal))
@@ -354,14 +351,12 @@ def test_doctor_never_quarantines_files_of_an_unknown_key(workspace, trained, mo
     assert set(workspace.models()["status"]) == {"SUCCESS"}
 
 
-def test_doctor_follows_a_moved_workspace_and_fixes_the_key_file_mode(workspace, trained, tmp_path):
+def test_a_moved_workspace_works_as_it_is_and_doctor_fixes_the_key_file_mode(workspace, trained, tmp_path):
     moved = tmp_path / "moved"
     shutil.move(workspace.home, moved)
     ws = wb.open(moved)
     os.chmod(ws.key_file, 0o644)
-    report = doctor.check(ws)
-    kinds = sorted(f.kind for f in report.problems)
-    assert kinds == ["key file"] + ["moved file"] * 3 + ["moved snapshot"] * 2
+    assert [f.kind for f in doctor.check(ws).problems] == ["key file"]  # paths are relative to the home
     assert doctor.check(ws, repair=True).ok
     assert stat.S_IMODE(ws.key_file.stat().st_mode) == 0o600
     assert ws.load_model(trained[0].id).recommend("u1", cutoff=2)

@@ -13,9 +13,9 @@ import psutil
 import pytest
 
 import workbench as wb
-from workbench import retrain as rt
 from workbench.errors import NotFoundError, ValidationError
 from workbench.retrain import RetrainBusyError, decide, retrain
+from workbench.training import create_model_record
 
 from conftest import clustered_interactions
 
@@ -206,14 +206,15 @@ def test_the_next_run_removes_what_a_crashed_run_registered(shop):
     ws, new_csv = shop
     project = ws.project("shop")
     active = ws.active_model("shop")
-    # What a run that died after importing and training had left behind, and its journal.
-    marks = rt._watermarks(ws)
-    data = ws.import_training_data(project, str(new_csv))
-    orphan = ws.train(ws.configuration(active["configuration_id"]), data)
+    # What a run that died after importing and training had left behind, and one killed before its
+    # next training job recorded a process (a PENDING model and job), and its journal.
+    with ws.catalog.tagged("crashed-run"):
+        data = ws.import_training_data(project, str(new_csv))
+        orphan = ws.train(ws.configuration(active["configuration_id"]), data)
+        pending_model, pending_job = create_model_record(ws, ws.configuration(active["configuration_id"]), data)
     journal = {"state": "running", "project_id": project["id"], "pid": os.getpid(), "host": socket.gethostname(),
-               "process_started": psutil.Process().create_time(),
-               "started_at": "earlier", "watermarks": marks, "active_before": active["id"],
-               "training_data": [data["id"]], "models": [orphan["id"]], "metrics_backup": {}}
+               "process_started": psutil.Process().create_time(), "started_at": "earlier", "run_id": "crashed-run",
+               "active_before": active["id"], "metrics_backup": {}}
     lock_file = ws.data_dir / "locks" / "shop.retrain.lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     lock_file.write_text(json.dumps(journal))
@@ -222,7 +223,8 @@ def test_the_next_run_removes_what_a_crashed_run_registered(shop):
     assert any("died mid-run" in note for note in outcome.notes)
     assert orphan["id"] not in set(ws.models("shop")["id"]) and not Path(orphan["file"]).exists()
     assert data["id"] not in set(ws.training_data_list("shop")["id"])
-    assert not ws.catalog.query("SELECT id FROM jobs WHERE id = ?", [orphan["job_id"]])
+    assert not ws.catalog.query("SELECT id FROM jobs WHERE id IN (?, ?)", [orphan["job_id"], pending_job])
+    assert not ws.catalog.query("SELECT id FROM models WHERE id = ?", [pending_model])
     assert sorted(ws.models("shop")["id"]) == [active["id"], outcome.new_model["id"]]
     assert ws.active_model("shop")["id"] == active["id"]
 

@@ -10,7 +10,6 @@ What it checks, and what `--repair` does about it:
 | a SUCCESS model whose file is missing | the model is marked FAILURE (the reason goes to its job) |
 | a SUCCESS model whose file fails verification (altered, truncated, another model's) | marked FAILURE; the file moves to `quarantine/` |
 | a model file with no model record claiming it | moved to `quarantine/` |
-| a model record or snapshot record whose path moved with the workspace folder | the path is updated |
 | temp files of dead writers: models `.<name>.tmp-<pid>-*`, snapshot `.tmp-*` | removed |
 | snapshot directories / metadata files that no record references | removed |
 | a snapshot directory missing one of its files, a record whose snapshot is gone | reported only |
@@ -40,7 +39,10 @@ import psutil
 
 from . import jobs
 from .errors import ModelFileError, UnknownKeyError, WorkbenchError
+from .models import forget_cached
+from .recovery import write_active_model
 from .signing import inspect_model_file
+from .store import utc_now
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -187,9 +189,10 @@ class _Doctor:
         """
         trash = path.with_name(f".tmp-unreferenced-{path.name}")
         os.rename(path, trash)
+        stored = self.ws.catalog.relative(path)
         rows = self.ws.catalog.query(
             "SELECT id FROM training_data WHERE path = ? UNION ALL SELECT id FROM item_metadata WHERE path = ?",
-            [str(path), str(path)])
+            [stored, stored])
         if rows:
             os.rename(trash, path)
             return False
@@ -227,10 +230,10 @@ class _Doctor:
             return bool(active)
 
         was_active = self.ws.catalog.run(work)
-        from .models import _forget
-
+        if was_active and model.get("project"):
+            write_active_model(self.ws.data_dir, model["project"], None)
         if model.get("file"):
-            _forget(model["file"])
+            forget_cached(model["file"])
         return "marked FAILURE" + (" (it was the active model: the project now has none)" if was_active else "")
 
     # ---------------------------------------------------------------------------------- jobs
@@ -296,7 +299,7 @@ class _Doctor:
 
     def stale_pending_jobs(self) -> None:
         rows = self.ws.catalog.query(
-            "SELECT id, kind, epoch(current_timestamp::TIMESTAMP - created_at) AS age FROM jobs "
+            "SELECT id, kind, (julianday('now') - julianday(created_at)) * 86400.0 AS age FROM jobs "
             "WHERE status = 'PENDING' AND pid IS NULL ORDER BY id"
         )
         for job in rows:
@@ -309,8 +312,8 @@ class _Doctor:
             if self.repair:
                 reason = "No process ever started this job (found by workbench doctor)."
                 self.ws.catalog.execute(
-                    "UPDATE jobs SET status = 'FAILURE', error = ?, finished_at = current_timestamp "
-                    "WHERE id = ? AND status = 'PENDING' AND pid IS NULL", [reason, job["id"]])
+                    "UPDATE jobs SET status = 'FAILURE', error = ?, finished_at = ? "
+                    "WHERE id = ? AND status = 'PENDING' AND pid IS NULL", [reason, utc_now(), job["id"]])
                 self.ws.catalog.execute(
                     "UPDATE models SET status = 'FAILURE' WHERE job_id = ? AND status IN ('PENDING', 'RUNNING')",
                     [job["id"]])
@@ -355,17 +358,6 @@ class _Doctor:
             if model["status"] != jobs.SUCCESS:
                 continue
             path = Path(model["file"]) if model["file"] else None
-            if path is not None and not path.is_file() and model["project"] and model["basename"]:
-                candidates = [f / model["project"] / model["basename"] for f in self.model_folders()]
-                moved = next((c for c in candidates if c.is_file()), candidates[0] if candidates else path)
-                if moved.is_file() and _key(moved) != _key(path):
-                    finding = self.report.add(
-                        "moved file", f"model {model['id']}",
-                        f"recorded at {model['file']}, found at {self.rel(moved)} (the workspace folder moved?)")
-                    if self.repair:
-                        ws.catalog.update("models", model["id"], {"file": str(moved)})
-                        finding.repaired = "path updated"
-                    path = moved
             if path is None or not path.is_file():
                 finding = self.report.add(
                     "missing file", f"model {model['id']}",
@@ -450,19 +442,10 @@ class _Doctor:
             "LEFT JOIN projects p ON p.id = m.project_id ORDER BY m.id")
         self.report.checked["snapshots"] = len(data_rows) + len(meta_rows)
         referenced: set[str] = set()
-        for rows, table, label, expected in ((data_rows, "training_data", "training data", "{fp}"),
-                                             (meta_rows, "item_metadata", "item metadata", "{fp}.parquet")):
+        for rows, table, label in ((data_rows, "training_data", "training data"),
+                                   (meta_rows, "item_metadata", "item metadata")):
             for row in rows:
                 path = Path(row["path"])
-                if not path.exists() and row["project"]:
-                    moved = ws.snapshots_dir / row["project"] / expected.format(fp=row["fingerprint"])
-                    if moved.exists():
-                        finding = self.report.add("moved snapshot", f"{label} {row['id']}",
-                                                  f"recorded at {row['path']}, found at {self.rel(moved)}")
-                        if self.repair:
-                            ws.catalog.update(table, row["id"], {"path": str(moved)})
-                            finding.repaired = "path updated"
-                        path = moved
                 referenced.add(_key(path))
                 if not path.exists():
                     self.report.add("missing snapshot", f"{label} {row['id']}",

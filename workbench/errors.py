@@ -17,6 +17,18 @@ class CatalogBusyError(WorkbenchError):
     """The catalog stayed locked by another process for longer than the allowed wait."""
 
 
+class CatalogDamagedError(WorkbenchError):
+    """The catalog file is unreadable (truncated, zeroed, not a catalog): `workbench doctor --rebuild`."""
+
+
+class ReadOnlyWorkspaceError(WorkbenchError):
+    """A change was asked of a workspace that can only be read (a read-only volume or folder)."""
+
+
+class DiskFullError(WorkbenchError):
+    """The disk filled up while writing; nothing was changed."""
+
+
 class ModelFileError(WorkbenchError):
     """A model file that cannot be trusted or read. Subclasses say why."""
 

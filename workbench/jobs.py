@@ -9,6 +9,7 @@ next time anyone looks, together with the models and tuning jobs it was producin
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import socket
@@ -25,7 +26,7 @@ import pandas as pd
 import psutil
 
 from .errors import JobFailedError, WorkbenchError
-from .store import Catalog, insert_row, update_row
+from .store import Catalog, utc_now
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -98,14 +99,14 @@ class Reporter:
 
         def work(con) -> bool:
             for table, values in rows:
-                insert_row(con, table, values)
+                self.catalog.insert_row(con, table, values)
             if logs:
                 con.executemany(
                     "INSERT INTO job_logs (job_id, level, message) VALUES (?, ?, ?)",
                     [(self.job_id, level, message) for level, message in logs],
                 )
             if progress is not None:
-                update_row(con, "jobs", self.job_id, progress)
+                self.catalog.update_row(con, "jobs", self.job_id, progress)
             row = con.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [self.job_id]).fetchone()
             return bool(row and row[0])
 
@@ -124,13 +125,11 @@ def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict
     """Run `work(job, reporter)` as job `job_id` in this process, recording its life in the catalog."""
     with catalog.session():
         job = catalog.get("jobs", job_id, "job")
-        catalog.update(
-            "jobs", job_id,
-            {"status": RUNNING, "started_at": pd.Timestamp.now().to_pydatetime(), **_process_identity()},
-        )
+        catalog.update("jobs", job_id, {"status": RUNNING, "started_at": utc_now(), **_process_identity()})
     reporter = Reporter(catalog, job_id)
     try:
-        result = work(job, reporter) or {}
+        with catalog.tagged(job["run_id"]) if job.get("run_id") else contextlib.nullcontext():
+            result = work(job, reporter) or {}
         reporter.flush()
     except JobCancelled as error:
         reporter.log(str(error), "WARNING")
@@ -147,11 +146,7 @@ def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict
         finally:
             finish_job(catalog, job_id, FAILURE, reason)
         raise
-    catalog.update(
-        "jobs", job_id,
-        {"status": SUCCESS, "progress": 1.0, "result": result,
-         "finished_at": pd.Timestamp.now().to_pydatetime()},
-    )
+    catalog.update("jobs", job_id, {"status": SUCCESS, "progress": 1.0, "result": result, "finished_at": utc_now()})
     return result
 
 
@@ -168,8 +163,8 @@ def finish_job(catalog: Catalog, job_id: int, status: str, reason: str) -> None:
 
     def work(con) -> None:
         con.execute(
-            "UPDATE jobs SET status = ?, error = ?, finished_at = current_timestamp WHERE id = ?",
-            [status, reason, job_id],
+            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+            [status, reason, utc_now().isoformat(sep=" "), job_id],
         )
         con.execute(
             "UPDATE models SET status = 'FAILURE' WHERE job_id = ? AND status IN ('PENDING', 'RUNNING')",
@@ -211,8 +206,11 @@ def reap_dead_jobs(catalog: Catalog, models_dir: Path | None = None) -> list[int
     """Mark unfinished jobs whose process died as FAILURE; remove their temp and unrecorded model files.
 
     PENDING jobs count too once a worker pid is recorded (`record_worker`): a worker that dies
-    before it marks its job RUNNING must not leave the job PENDING forever.
+    before it marks its job RUNNING must not leave the job PENDING forever. A read-only
+    workspace is only read: nothing is reaped there.
     """
+    if catalog.read_only:
+        return []
     running = catalog.query(
         "SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING') AND pid IS NOT NULL"
     )

@@ -15,6 +15,7 @@ from .errors import ModelFileError, NotFoundError, ValidationError
 from .jobs import SUCCESS, reap_dead_jobs
 from .recommend import Recommender
 from .records import TrainedModel
+from .recovery import write_active_model
 from .signing import read_model_file
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def activate(ws: "Workspace", ref: Any) -> TrainedModel:
     if model["status"] != SUCCESS:
         raise ValidationError(f"Model {model['id']} is {model['status']}; only a SUCCESS model can be activated.")
     ws.catalog.execute("UPDATE projects SET active_model_id = ? WHERE id = ?", [model["id"], model["project_id"]])
+    write_active_model(ws.data_dir, model["project"], model["id"])
     return get_model(ws, model["id"])
 
 
@@ -112,9 +114,11 @@ def delete_model(ws: "Workspace", ref: Any, force: bool = False) -> None:
         con.execute("DELETE FROM models WHERE id = ?", [model["id"]])
 
     ws.catalog.run(work)
+    if model["active"]:
+        write_active_model(ws.data_dir, model["project"], None)
     if model["file"]:
         Path(model["file"]).unlink(missing_ok=True)
-        _forget(model["file"])
+        forget_cached(model["file"])
 
 
 def export_model(ws: "Workspace", ref: Any, dest: str | os.PathLike) -> Path:
@@ -158,6 +162,7 @@ def load_model(ws: "Workspace", ref: Any) -> Recommender:
     return recommender
 
 
-def _forget(path: str) -> None:
+def forget_cached(path: str) -> None:
+    """Drop a model file's loaded recommender from this process's cache."""
     with _cache_lock:
         _cache.pop(str(path), None)

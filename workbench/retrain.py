@@ -52,6 +52,7 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,6 +68,7 @@ import pyarrow.parquet as pq
 from . import data, jobs, models, tuning
 from .errors import NotFoundError, ValidationError, WorkbenchError
 from .records import TrainedModel, TrainingData, TuningJob
+from .recovery import write_active_model
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -301,94 +303,62 @@ def _read_json(path: Path) -> dict:
 # Undo: remove what a run registered
 
 
-def _watermarks(ws: "Workspace") -> dict[str, int]:
-    tables = ("jobs", "training_data", "configurations", "tuning_jobs", "models")
-
-    def work(con) -> dict[str, int]:
-        return {t: int(con.execute(f"SELECT coalesce(max(id), 0) FROM {t}").fetchone()[0]) for t in tables}
-
-    return ws.catalog.run(work)
-
-
 def undo_run(ws: "Workspace", journal: dict) -> list[str]:
     """Remove what the run described by `journal` registered; return what was removed.
 
-    The run's jobs are those of its project created after its watermark and run by its process
-    (pid, host and process start time); from them follow its models, tuning jobs and their configurations. Training
-    data it imported are listed in the journal. The active model is put back if the run had changed
-    it, and the metrics `compare` wrote on the previously active model are restored.
+    Every row a run creates carries its run id (`Catalog.tagged`), whatever process created it,
+    so a run killed at any point, even before its first job recorded a process, is undone by
+    that id alone. The active model is put back if the run had changed it, and the metrics
+    `compare` wrote on the previously active model are restored. A model of the run that someone
+    else activated meanwhile stays, with its job, configuration, tuning job and training data.
     """
+    run_id = journal.get("run_id")
+    if not run_id:
+        return []
     project_id = journal["project_id"]
-    marks = journal.get("watermarks") or {}
-    jobs.reap_dead_jobs(ws.catalog, ws.models_dir)
-    own_data = [int(i) for i in journal.get("training_data", [])]
-    extra_models = [int(i) for i in journal.get("models", [])]
     files: list[str] = []
-
-    def ids(con, sql: str, params: list) -> list[int]:
-        return [int(r[0]) for r in con.execute(sql, params).fetchall() if r[0] is not None]
-
-    def inside(values: Sequence[int]) -> str:
-        return "(" + ", ".join(str(int(v)) for v in values) + ")" if values else "(NULL)"
 
     def work(con) -> list[str]:
         files.clear()
-        # pid and process start time together: a later process that reuses the pid is not the run's.
-        job_ids = ids(con, "SELECT id FROM jobs WHERE project_id = ? AND id > ? AND pid = ? AND host = ? "
-                           "AND abs(coalesce(process_started, 0) - ?) < 1.0",
-                      [project_id, marks.get("jobs", 0), journal.get("pid"), journal.get("host"),
-                       journal.get("process_started") or 0.0])
-        tuning_ids = ids(con, f"SELECT id FROM tuning_jobs WHERE project_id = ? AND id > ? AND job_id IN {inside(job_ids)}",
-                         [project_id, marks.get("tuning_jobs", 0)])
-        model_ids = set(ids(con, f"SELECT id FROM models WHERE project_id = ? AND id > ? AND job_id IN {inside(job_ids)}",
-                            [project_id, marks.get("models", 0)]))
-        model_ids |= set(ids(con, f"SELECT model_id FROM tuning_jobs WHERE id IN {inside(tuning_ids)}", []))
-        model_ids |= {m for m in extra_models if m > marks.get("models", 0)}
-        config_ids = ids(con, f"SELECT id FROM configurations WHERE tuning_job_id IN {inside(tuning_ids)} AND id > ?",
-                         [marks.get("configurations", 0)])
-        # Put the active model back if this run changed it.
-        before = journal.get("active_before")
-        con.execute(f"UPDATE projects SET active_model_id = ? WHERE id = ? AND active_model_id IN {inside(model_ids)}",
-                    [before, project_id])
-        # Someone else may have activated one of them meanwhile: that one stays, with its job and tuning job.
-        kept = set(ids(con, f"SELECT active_model_id FROM projects WHERE active_model_id IN {inside(model_ids)}", []))
-        if kept:
-            model_ids -= kept
-            kept_tuning = set(ids(con, f"SELECT id FROM tuning_jobs WHERE model_id IN {inside(kept)}", []))
-            tuning_ids = [t for t in tuning_ids if t not in kept_tuning]
-            spared = set(ids(con, f"SELECT job_id FROM models WHERE id IN {inside(kept)} "
-                                  f"UNION SELECT job_id FROM tuning_jobs WHERE id IN {inside(kept_tuning)}", []))
-            job_ids = [j for j in job_ids if j not in spared]
-            config_ids = [c for c in config_ids if c not in set(
-                ids(con, f"SELECT id FROM configurations WHERE tuning_job_id IN {inside(kept_tuning)}", []))]
-        job_ids = sorted(set(job_ids) | set(ids(con, f"SELECT job_id FROM models WHERE id IN {inside(model_ids)}", [])))
+
+        def ids(sql: str, params: Sequence = ()) -> set[int]:
+            return {int(r[0]) for r in con.execute(sql, list(params)).fetchall() if r[0] is not None}
+
+        def inside(values: set[int]) -> str:
+            return "(" + ", ".join(str(int(v)) for v in values) + ")" if values else "(NULL)"
+
+        own = {table: ids(f"SELECT id FROM {table} WHERE run_id = ?", [run_id])
+               for table in ("models", "tuning_jobs", "configurations", "jobs", "training_data", "item_metadata")}
+        con.execute(f"UPDATE projects SET active_model_id = ? WHERE id = ? AND active_model_id IN {inside(own['models'])}",
+                    [journal.get("active_before"), project_id])
+        kept = ids(f"SELECT active_model_id FROM projects WHERE active_model_id IN {inside(own['models'])}")
+        if kept:  # activated by someone else meanwhile: it stays, with what it needs
+            kept_tuning = ids(f"SELECT id FROM tuning_jobs WHERE model_id IN {inside(kept)}")
+            own["models"] -= kept
+            own["tuning_jobs"] -= kept_tuning
+            own["jobs"] -= ids(f"SELECT job_id FROM models WHERE id IN {inside(kept)} "
+                               f"UNION SELECT job_id FROM tuning_jobs WHERE id IN {inside(kept_tuning)}")
+            own["configurations"] -= ids(f"SELECT configuration_id FROM models WHERE id IN {inside(kept)}")
+            own["training_data"] -= ids(f"SELECT training_data_id FROM models WHERE id IN {inside(kept)}")
         for model_id, metrics in (journal.get("metrics_backup") or {}).items():
             con.execute("UPDATE models SET metrics = ? WHERE id = ?", [json.dumps(metrics), int(model_id)])
-        files.extend(r[0] for r in con.execute(f"SELECT file FROM models WHERE id IN {inside(model_ids)}").fetchall() if r[0])
-        con.execute(f"DELETE FROM models WHERE id IN {inside(model_ids)}")
-        still_used = set(ids(con, f"SELECT configuration_id FROM models WHERE configuration_id IN {inside(config_ids)}", []))
-        config_ids = [c for c in config_ids if c not in still_used]
-        con.execute(f"DELETE FROM configurations WHERE id IN {inside(config_ids)}")
-        con.execute(f"DELETE FROM tuning_trials WHERE tuning_job_id IN {inside(tuning_ids)}")
-        con.execute(f"DELETE FROM tuning_jobs WHERE id IN {inside(tuning_ids)}")
-        con.execute(f"DELETE FROM job_logs WHERE job_id IN {inside(job_ids)}")
-        con.execute(f"DELETE FROM jobs WHERE id IN {inside(job_ids)}")
-        data_ids = [d for d in own_data if d > marks.get("training_data", 0)]
-        used = set(ids(con, f"SELECT training_data_id FROM models WHERE training_data_id IN {inside(data_ids)} "
-                            f"UNION SELECT training_data_id FROM tuning_jobs WHERE training_data_id IN {inside(data_ids)}", []))
-        data_ids = [d for d in data_ids if d not in used]
-        con.execute(f"DELETE FROM training_data WHERE id IN {inside(data_ids)}")
-        removed = []
-        for label, values in (("model", sorted(model_ids)), ("tuning job", tuning_ids), ("configuration", config_ids),
-                              ("job", job_ids), ("training data", data_ids)):
-            if values:
-                removed.append(f"{label}{'s' if len(values) > 1 else ''} {', '.join(map(str, values))}")
-        return removed
+        files.extend(r[0] for r in con.execute(f"SELECT file FROM models WHERE id IN {inside(own['models'])}") if r[0])
+        con.execute(f"DELETE FROM models WHERE id IN {inside(own['models'])}")
+        con.execute(f"DELETE FROM tuning_trials WHERE tuning_job_id IN {inside(own['tuning_jobs'])}")
+        for table in ("tuning_jobs", "configurations", "training_data", "item_metadata"):
+            con.execute(f"DELETE FROM {table} WHERE id IN {inside(own[table])}")
+        con.execute(f"DELETE FROM job_logs WHERE job_id IN {inside(own['jobs'])}")
+        con.execute(f"DELETE FROM jobs WHERE id IN {inside(own['jobs'])}")
+        labels = {"models": "model", "tuning_jobs": "tuning job", "configurations": "configuration", "jobs": "job",
+                  "training_data": "training data", "item_metadata": "item metadata"}
+        return [f"{labels[table]}{'s' if len(values) > 1 and table != 'training_data' else ''} "
+                f"{', '.join(map(str, sorted(values)))}" for table, values in own.items() if values]
 
     removed = ws.catalog.run(work)
     for file in files:
-        Path(file).unlink(missing_ok=True)
-        models._forget(file)
+        absolute = ws.catalog.absolute(file)
+        Path(absolute).unlink(missing_ok=True)
+        models.forget_cached(absolute)
     return removed
 
 
@@ -588,11 +558,11 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
         lock.write(
             state="running", project=p["name"], project_id=p["id"], pid=os.getpid(), host=socket.gethostname(),
             process_started=psutil.Process().create_time(),
-            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), watermarks=_watermarks(ws),
-            active_before=old["id"] if old else None, training_data=[], models=[], metrics_backup={},
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,
+            active_before=old["id"] if old else None, metrics_backup={},
         )
         try:
-            with _quiet_progress():
+            with _quiet_progress(), ws.catalog.tagged(lock.journal["run_id"]):
                 outcome = _run(ws, lock, p, old, new_data, append, mode, n_trials, timeout, activate,
                                float(tolerance), metric, cutoff, seed, algorithms, options, key, notes)
         except BaseException as error:
@@ -629,7 +599,6 @@ def _run(ws: "Workspace", lock: ProjectLock, p: dict, old: TrainedModel | None, 
         if append and latest is None:
             notes.append("The project had no training data: the new data is its first.")
         dataset, batch_stats = _import_new_data(ws, p, new_data, base, previous, options)
-        lock.write(training_data=[dataset["id"]])
     previous_path = previous["path"] if previous is not None else None
     rows = []
     if previous is not None:
@@ -663,7 +632,6 @@ def _run(ws: "Workspace", lock: ProjectLock, p: dict, old: TrainedModel | None, 
         if not tuning_job["model_id"]:
             raise WorkbenchError(f"Tuning job {tuning_job['id']} trained no model ({tuning_job.get('error') or 'no result'}).")
         new_model = ws.get_model(tuning_job["model_id"])
-    lock.write(models=[new_model["id"]])
     if new_model["status"] != jobs.SUCCESS:
         raise WorkbenchError(f"Model {new_model['id']} ended {new_model['status']}.")
 
@@ -717,7 +685,10 @@ def _activate_if_unchanged(ws: "Workspace", project_id: int, model_id: int, expe
         con.execute("UPDATE projects SET active_model_id = ? WHERE id = ?", [model_id, project_id])
         return model_id
 
-    return ws.catalog.run(work)
+    active = ws.catalog.run(work)
+    if active == model_id:
+        write_active_model(ws.data_dir, ws.project(project_id)["name"], model_id)
+    return active
 
 
 # ---------------------------------------------------------------------------------------------

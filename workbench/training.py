@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import irspack
 import numpy as np
-import pandas as pd
 from irspack import BaseRecommenderWithEarlyStopping
 
 from . import __version__, algorithms, data, jobs
 from .errors import ValidationError
 from .records import TrainedModel
 from .signing import write_model_file
-from .store import insert_row, update_row
+from .store import disk_errors, utc_now
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -44,14 +43,16 @@ def train(ws: "Workspace", configuration: Any, training_data: Any, background: b
 
 def create_model_record(ws: "Workspace", config: dict, dataset: dict, tuning_job_id: int | None = None) -> tuple[int, int]:
     """Insert a PENDING model and its training job in one transaction."""
+    catalog = ws.catalog
+
     def work(con) -> tuple[int, int]:
-        job_id = insert_row(con, "jobs", {"kind": "train", "project_id": config["project_id"], "request": {}})
-        model_id = insert_row(
+        job_id = catalog.insert_row(con, "jobs", {"kind": "train", "project_id": config["project_id"], "request": {}})
+        model_id = catalog.insert_row(
             con, "models",
             {"project_id": config["project_id"], "configuration_id": config["id"],
              "training_data_id": dataset["id"], "job_id": job_id},
         )
-        update_row(con, "jobs", job_id, {"request": {"model_id": model_id, "tuning_job_id": tuning_job_id}})
+        catalog.update_row(con, "jobs", job_id, {"request": {"model_id": model_id, "tuning_job_id": tuning_job_id}})
         return model_id, job_id
 
     return ws.catalog.run(work)
@@ -111,9 +112,10 @@ def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict
     train_seconds = time.perf_counter() - started
     stats = algorithm_statistics(recommender)
 
-    trained_at = pd.Timestamp.now().to_pydatetime()
+    trained_at = utc_now()
     header = {
         "model_id": model_id, "project": project["name"], "algorithm": algorithm.name, "params": params,
+        "columns": {"user": project["user_column"], "item": project["item_column"], "time": project["time_column"]},
         "configuration_id": config["id"], "training_data_id": dataset["id"],
         "data_fingerprint": dataset["fingerprint"], "n_users": int(X.shape[0]), "n_items": int(X.shape[1]),
         "n_interactions": int(X.nnz), "train_seconds": train_seconds, "stats": stats,
@@ -121,9 +123,10 @@ def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict
         "trained_at": trained_at.isoformat(),
     }
     path = ws.models_dir / project["name"] / f"{model_id}{MODEL_SUFFIX}"
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"recommender": recommender, "user_ids": user_ids, "item_ids": item_ids}
-    filesize = write_model_file(path, header, payload, ws.keyring, check_allowlist=True)
+    with disk_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        filesize = write_model_file(path, header, payload, ws.keyring, check_allowlist=True)
     try:
         with ws.catalog.session():
             reporter.log(f"Learned in {train_seconds:.2f} s. {stats}")

@@ -28,7 +28,6 @@ from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
 from .evaluation import Split, SplitConfig, evaluate, make_split
 from .records import TuningJob
 from .training import create_model_record, fit, train_model
-from .store import insert_row
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -75,9 +74,11 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
             raise ValidationError(f"{label} must be a positive whole number, got {value!r}.")
     split_config = split if isinstance(split, SplitConfig) else SplitConfig.from_dict(split)
 
+    catalog = ws.catalog
+
     def work(con) -> tuple[int, int]:
-        job_id = insert_row(con, "jobs", {"kind": "tune", "project_id": dataset["project_id"], "request": {}})
-        tuning_id = insert_row(con, "tuning_jobs", {
+        job_id = catalog.insert_row(con, "jobs", {"kind": "tune", "project_id": dataset["project_id"], "request": {}})
+        tuning_id = catalog.insert_row(con, "tuning_jobs", {
             "project_id": dataset["project_id"], "training_data_id": dataset["id"], "job_id": job_id,
             "n_trials": n_trials, "timeout_overall": timeout, "timeout_singlestep": per_trial_timeout,
             "algorithms": names or list(DEFAULT_PORTFOLIO), "metric": metric, "cutoff": cutoff,
@@ -88,7 +89,7 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
         con.execute("UPDATE tuning_jobs SET study_name = ? WHERE id = ?", [f"workbench-tuning-{tuning_id}", tuning_id])
         return tuning_id, job_id
 
-    tuning_id, job_id = ws.catalog.run(work)
+    tuning_id, job_id = catalog.run(work)
     if background:
         ws.start_background(job_id)
     else:

@@ -10,30 +10,20 @@ from typing import Any
 
 import pandas as pd
 
-from . import algorithms, data, jobs, models, recommend, training, tuning
-from .errors import NotFoundError, ValidationError
+from . import algorithms, data, jobs, legacy_catalog, models, recommend, training, tuning
+from .errors import NotFoundError, ReadOnlyWorkspaceError, ValidationError
 from .records import Configuration, ItemMetadata, Project, TrainedModel, TrainingData, TuningJob
-from .signing import KeyRing, inspect_model_file
-from .store import Catalog
+from .layout import Layout
+from .recovery import write_project_file
+from .signing import ENV_VAR, KeyRing, inspect_model_file
+from .store import Catalog, disk_errors
 
-CATALOG_NAME = "workbench.duckdb"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def default_home() -> Path:
-    """WORKBENCH_HOME, else the nearest folder up from here holding data/workbench.duckdb, else here."""
-    if os.environ.get("WORKBENCH_HOME"):
-        return Path(os.environ["WORKBENCH_HOME"]).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "data" / CATALOG_NAME).exists():
-            return folder
-    return here
 
 
 def safe_name(name: str, what: str) -> str:
     """A name that becomes part of a path: letters, digits, `_ . -`; no `..`, `/` or controls."""
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise ValidationError(
             f"The {what} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit (it becomes part of a file path)."
@@ -42,31 +32,35 @@ def safe_name(name: str, what: str) -> str:
 
 
 class Workspace:
-    """A catalog file with its snapshots, model files and signing keys.
+    """A catalog with its snapshots, model files and signing keys, all under one home folder.
 
-    `Workspace()` opens the embedded default (data/workbench.duckdb under the home folder);
-    `Workspace("some/dir")` a home folder; `Workspace("x.duckdb")` a catalog file, with data
-    and models beside it. A home's own catalog, `some/dir/data/workbench.duckdb`, opens as
-    `Workspace("some/dir")` does: one catalog always has the same model and data folders,
-    however it is opened (worker processes open it by its file).
+    `Workspace()` opens the embedded default (data/workbench.sqlite under the home folder);
+    `Workspace("some/dir")` a home folder; `Workspace("x.sqlite")` a catalog file, with data
+    and models beside it (see `layout.Layout`). A catalog of the DuckDB era
+    (`workbench.duckdb`) is converted on first open. A workspace on a read-only volume (or with
+    `read_only=True`) can be listed, inspected and used for recommendations; changes fail clearly.
     """
 
-    def __init__(self, location: str | os.PathLike | None = None, lock_timeout: float | None = None) -> None:
-        location = Path(location) if location is not None else default_home()
-        if location.suffix == ".duckdb" and location.name == CATALOG_NAME and location.resolve().parent.name == "data":
-            location = location.resolve().parent.parent
-        if location.suffix == ".duckdb":
-            self.catalog_path = location.resolve()
-            self.home = self.catalog_path.parent
-            self.data_dir = self.home
-        else:
-            self.home = location.resolve()
-            self.data_dir = self.home / "data"
-            self.catalog_path = self.data_dir / CATALOG_NAME
-        self.models_dir = self.home / "models"
-        self.snapshots_dir = self.data_dir / "snapshots"
-        self.key_file = self.data_dir / "signing.key"
-        self.catalog = Catalog(self.catalog_path, lock_timeout=lock_timeout)
+    def __init__(self, location: str | os.PathLike | None = None, lock_timeout: float | None = None,
+                 read_only: bool | None = None) -> None:
+        layout = Layout.of(location)
+        self.layout = layout
+        self.home, self.data_dir, self.catalog_path = layout.home, layout.data_dir, layout.catalog_path
+        self.models_dir, self.snapshots_dir, self.key_file = layout.models_dir, layout.snapshots_dir, layout.key_file
+        legacy = layout.legacy_catalog_path
+        if read_only is None:
+            existing = self.catalog_path if self.catalog_path.exists() else legacy
+            read_only = existing.exists() and not os.access(self.data_dir, os.W_OK)
+        self.read_only = bool(read_only)
+        if legacy.exists() and not self.catalog_path.exists():
+            if self.read_only:
+                raise ReadOnlyWorkspaceError(
+                    f"The catalog {legacy} is in the format of an older workbench and the workspace is read-only: "
+                    "open it once from a writable place to convert it."
+                )
+            with disk_errors(self.data_dir):
+                legacy_catalog.convert(legacy, self.catalog_path, self.home, self.snapshots_dir, self.models_dir)
+        self.catalog = Catalog(self.catalog_path, home=self.home, lock_timeout=lock_timeout, read_only=self.read_only)
 
     def __repr__(self) -> str:
         return f"<Workspace {self.catalog_path}>"
@@ -76,33 +70,59 @@ class Workspace:
 
     @cached_property
     def keyring(self) -> KeyRing:
-        return KeyRing.load(self.key_file)
+        if self.read_only and not self.key_file.exists() and os.environ.get(ENV_VAR) is None:
+            raise ReadOnlyWorkspaceError(
+                f"The read-only workspace {self.home} has no signing key file ({self.key_file}): set {ENV_VAR} "
+                "to the keys its models were signed with."
+            )
+        with disk_errors(self.key_file.parent):
+            return KeyRing.load(self.key_file)
+
+    def require_writable(self, action: str) -> None:
+        """Refuse `action` up front in a read-only workspace, before any file is touched."""
+        if self.read_only:
+            raise ReadOnlyWorkspaceError(
+                f"Cannot {action}: the workspace {self.home} is read-only (listing, inspecting and recommending "
+                "work; changes need a writable copy)."
+            )
 
     # Projects
 
     def create_project(self, name: str, user_column: str, item_column: str, time_column: str | None = None) -> Project:
+        self.require_writable("create a project")
         safe_name(name, "project")
+        if name.isdigit():
+            raise ValidationError(f"The project name {name!r} is only digits, which reads as a project id: "
+                                  "add a letter (e.g. 'p{name}').")
         for label, column in (("user_column", user_column), ("item_column", item_column)):
             if not isinstance(column, str) or not column.strip():
                 raise ValidationError(f"{label} must be a non-empty column name, got {column!r}.")
-        if self.catalog.query("SELECT id FROM projects WHERE name = ?", [name]):
-            raise ValidationError(f"A project named {name!r} already exists.")
-        project_id = self.catalog.insert(
-            "projects",
-            {"name": name, "user_column": user_column, "item_column": item_column, "time_column": time_column or None},
-        )
-        return self.project(project_id)
+        record = {"name": name, "user_column": user_column, "item_column": item_column,
+                  "time_column": time_column or None}
+
+        def work(con) -> int:
+            if con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone():
+                raise ValidationError(f"A project named {name!r} already exists.")
+            project_id = self.catalog.insert_row(con, "projects", record)
+            with disk_errors(self.data_dir):  # inside the transaction: no file, no project
+                write_project_file(self.data_dir, record)
+            return project_id
+
+        return self.project(self.catalog.run(work))
 
     def project(self, ref: Any) -> Project:
-        """A project by record, id or name."""
+        """A project by record, name or id (a name made of digits is looked up as a name first)."""
         if isinstance(ref, Project):
             ref = ref["id"]
-        if isinstance(ref, str) and not ref.isdigit():
+        if isinstance(ref, str):
             rows = self.catalog.query("SELECT * FROM projects WHERE name = ?", [ref])
-            if not rows:
+            if rows:
+                return Project(rows[0], self)
+            if not ref.isdigit():
                 names = [r["name"] for r in self.catalog.query("SELECT name FROM projects ORDER BY name")]
                 raise NotFoundError(f"There is no project named {ref!r}. Projects: {', '.join(names) or 'none yet'}.")
-            return Project(rows[0], self)
+        if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+            raise ValidationError(f"A project is given by its name or id, not {ref!r}.")
         return Project(self.catalog.get("projects", int(ref), "project"), self)
 
     def projects(self) -> pd.DataFrame:
@@ -124,11 +144,13 @@ class Workspace:
 
         Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit.
         """
+        self.require_writable("import training data")
         p = self.project(project)
-        snapshot = data.build_interaction_snapshot(
-            source, self.snapshots_dir / p["name"],
-            user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"], **options,
-        )
+        with disk_errors(self.snapshots_dir):
+            snapshot = data.build_interaction_snapshot(
+                source, self.snapshots_dir / p["name"],
+                user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"], **options,
+            )
         record_id = self.catalog.insert(
             "training_data",
             {
@@ -166,9 +188,11 @@ class Workspace:
         return data.interaction_matrix(self.training_data(training_data)["path"])
 
     def import_item_metadata(self, project: Any, source: Any, item_column: str | None = None, **options: Any) -> ItemMetadata:
+        self.require_writable("import item metadata")
         p = self.project(project)
         column = item_column or p["item_column"]
-        snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column, **options)
+        with disk_errors(self.snapshots_dir):
+            snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column, **options)
         record_id = self.catalog.insert(
             "item_metadata",
             {
@@ -196,6 +220,7 @@ class Workspace:
 
     def create_configuration(self, project: Any, algorithm: str, params: dict | None = None,
                              name: str | None = None, tuning_job_id: int | None = None) -> Configuration:
+        self.require_writable("create a configuration")
         p = self.project(project)
         algo = algorithms.get_algorithm(algorithm)
         resolved = algorithms.resolve_params(algo, params)
