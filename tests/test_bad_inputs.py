@@ -49,7 +49,7 @@ class Ctx:
             state[str(folder)] = sorted(
                 (str(p.relative_to(folder)), p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns)
                 for p in folder.rglob("*")
-                if not p.name.startswith("workbench.duckdb") and p.relative_to(folder).parts[0] != "logs"
+                if not p.name.startswith("workbench.sqlite") and p.relative_to(folder).parts[0] != "logs"
             )
         return state
 

@@ -144,7 +144,7 @@ def test_dashboard_renders(page, server, home, name):
     assert "Rec Workbench" in body or name.capitalize() in body
     if name == "home":
         assert "demo" in body and page.locator("a[href='models.ipynb']").count() > 0
-        assert str(home / "data" / "workbench.duckdb") in body  # WORKBENCH_HOME reached the preheated kernel
+        assert str(home / "data" / "workbench.sqlite") in body  # WORKBENCH_HOME reached the preheated kernel
     if name == "tuning":  # the latest tuning job: trials, best-so-far chart, the trained model
         page.locator(".bqplot").first.wait_for()
         assert page.locator(".bqplot path.line").count() >= 1 and "trained as model #" in body

@@ -23,5 +23,5 @@ def test_the_readme_example_runs_as_written(tmp_path):
     result = subprocess.run([sys.executable, "-c", _first_session()], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "data" / "workbench.duckdb").exists()
+    assert (tmp_path / "data" / "workbench.sqlite").exists()
     assert "item_id" in result.stdout and "SUCCESS" in result.stdout

@@ -1,7 +1,6 @@
 """The dashboards driven headless: press buttons, set values, check the page state and the catalog."""
 
 import base64
-import time
 from pathlib import Path
 
 import numpy as np
@@ -302,25 +301,22 @@ def test_models_compare_activate_download_retrain_and_guarded_delete(lifecycle_w
     assert app.message.kind == "success"
 
 
-def test_models_table_with_a_thousand_models_is_fast(lifecycle_ws):
+def test_models_table_with_a_thousand_models_pages_sorts_and_searches(lifecycle_ws):
     ws = lifecycle_ws
     model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
     ws.catalog.run(lambda con: con.execute(
         "INSERT INTO models (project_id, configuration_id, training_data_id, status, n_users, n_items, "
         "n_interactions, train_seconds, metrics, stats, filesize, basename) "
-        "SELECT ?, ?, ?, 'SUCCESS', 300, 120, 3600, 0.5, '{\"ndcg@10\": 0.1}', '{}', 4096, 'x.wbm' FROM range(1000)",
+        "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 1000) "
+        "SELECT ?, ?, ?, 'SUCCESS', 300, 120, 3600, 0.5, '{\"ndcg@10\": 0.1}', '{}', 4096, 'x.wbm' FROM n",
         [model["project_id"], model["configuration_id"], model["training_data_id"]]))
-    started = time.perf_counter()
-    app = ModelsDashboard(ws)
-    built = time.perf_counter() - started
+    app = ModelsDashboard(ws)  # its speed is measured in bench/bench_dashboards.py, not here
     assert len(app.frame) >= 1000 and len(app.selection.options) >= 1000
     assert app.table.html.value.count("<tr>") == app.table.page_size + 1
-    started = time.perf_counter()
     app.table.next_button.click()
     app.table.sort_by.value = "id"
     app.table.search.value = "IALS"
-    paging = time.perf_counter() - started
-    assert built < 3.0 and paging < 1.0, (built, paging)  # generous for a loaded 2-core machine; see bench/
+    assert app.table.html.value.count("<tr>") > 1
 
 
 def test_recommendations_for_a_typed_user_a_random_user_and_a_new_profile(shared):

@@ -1,7 +1,7 @@
 """Rec Workbench: turn interaction logs into tuned, signed, compared and retrained recommenders.
 
     import workbench as wb
-    ws = wb.open()          # data/workbench.duckdb under the home folder, created if absent
+    ws = wb.open()          # data/workbench.sqlite under the home folder, created if absent
 """
 
 __version__ = "0.1.0"

@@ -208,6 +208,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.rebuild:
+        from .recovery import rebuild
+
+        print(rebuild(args.home, force=args.force).text())
+        return 0
     from .doctor import check
 
     report = check(_workspace(args), repair=args.repair, stale_after=args.stale_after)
@@ -230,7 +235,7 @@ def cmd_tune_worker(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
-    parser.add_argument("--home", default=None, help="workspace folder or .duckdb file (default: WORKBENCH_HOME or here)")
+    parser.add_argument("--home", default=None, help="workspace folder or catalog file (default: WORKBENCH_HOME or here)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="create the synthetic demo project")
@@ -276,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "everything found was fixed), 1 when problems remain.",
     )
     doctor.add_argument("--repair", action="store_true", help="fix what was found")
+    doctor.add_argument("--rebuild", action="store_true",
+                        help="rebuild a lost or damaged catalog from the snapshots and signed model headers (the "
+                             "damaged file is kept beside it); prints what could not be recovered")
+    doctor.add_argument("--force", action="store_true", help="with --rebuild: rebuild even a readable catalog")
     doctor.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
                         help="leave temp files and unreferenced snapshots younger than this alone (a live import or "
                              "training may own them; default 600)")

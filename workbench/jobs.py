@@ -123,9 +123,8 @@ def _process_identity() -> dict[str, Any]:
 
 def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict | None]) -> dict:
     """Run `work(job, reporter)` as job `job_id` in this process, recording its life in the catalog."""
-    with catalog.session():
-        job = catalog.get("jobs", job_id, "job")
-        catalog.update("jobs", job_id, {"status": RUNNING, "started_at": utc_now(), **_process_identity()})
+    job = catalog.get("jobs", job_id, "job")
+    catalog.update("jobs", job_id, {"status": RUNNING, "started_at": utc_now(), **_process_identity()})
     reporter = Reporter(catalog, job_id)
     try:
         with catalog.tagged(job["run_id"]) if job.get("run_id") else contextlib.nullcontext():

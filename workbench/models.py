@@ -34,9 +34,8 @@ def _model_id(ref: Any) -> int:
 
 
 def get_model(ws: "Workspace", ref: Any) -> TrainedModel:
-    with ws.catalog.session():
-        reap_dead_jobs(ws.catalog, ws.models_dir)
-        rows = _model_rows(ws, ref)
+    reap_dead_jobs(ws.catalog, ws.models_dir)
+    rows = _model_rows(ws, ref)
     if not rows:
         raise NotFoundError(f"There is no model with id {_model_id(ref)}.")
     return TrainedModel(rows[0], ws)

@@ -88,10 +88,11 @@ class RebuildReport:
 def catalog_is_healthy(layout: Layout) -> bool:
     """Whether the catalog opens and reads (no rebuild needed)."""
     try:
-        Catalog(layout.catalog_path, home=layout.home, read_only=True).query("SELECT count(*) AS n FROM projects")
-        return True
+        catalog = Catalog(layout.catalog_path, home=layout.home, read_only=True)
     except (WorkbenchError, OSError):
         return False
+    catalog.close()
+    return True
 
 
 def rebuild(location: Any, keyring: KeyRing | None = None, force: bool = False) -> RebuildReport:

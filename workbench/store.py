@@ -2,9 +2,11 @@
 
 Voila kernels, Papermill runs, background workers and notebooks all read and write the catalog at
 once. SQLite's write-ahead log lets readers run while one writer commits, and every access here is
-one short transaction on a connection of its own: `BEGIN IMMEDIATE` for writes (so two writers
-queue on SQLite's lock instead of failing at commit), a plain `BEGIN` for reads, and a busy
-timeout after which `CatalogBusyError` says so. DuckDB stays the engine for interaction data
+one short transaction: `BEGIN IMMEDIATE` for writes (so two writers queue on SQLite's lock
+instead of failing at commit), a plain `BEGIN` for reads, and a busy timeout after which
+`CatalogBusyError` says so. Each thread keeps one idle connection between transactions (an idle
+connection holds no lock); that also keeps the WAL index alive, so reads go on when the disk
+fills up. DuckDB stays the engine for interaction data
 (`workbench.data`); the catalog holds only records.
 
 Paths in the catalog (snapshot folders, model files) are stored relative to the workspace home,
@@ -18,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -221,7 +224,7 @@ def _parse_time(value: Any) -> Any:
 
 
 class Catalog:
-    """The catalog file of one workspace. Holds no connection between calls (but see `session`)."""
+    """The catalog file of one workspace. Holds no lock between calls."""
 
     def __init__(self, path: str | os.PathLike, home: str | os.PathLike | None = None,
                  lock_timeout: float | None = None, read_only: bool = False) -> None:
@@ -256,6 +259,19 @@ class Catalog:
             raise self._translate(error) from error
         return con
 
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (a forked child opens its own)."""
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != os.getpid():
+            held = self._local.held = (os.getpid(), self._connect())
+        return held[1]
+
+    def close(self) -> None:
+        """Close this thread's connection (the next call opens a new one)."""
+        held, self._local.held = getattr(self._local, "held", None), None
+        if held is not None and held[0] == os.getpid():
+            held[1].close()
+
     def run(self, work: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
         """Run `work(connection)` in one transaction: `BEGIN IMMEDIATE` when it writes."""
         if write and self.read_only:
@@ -263,8 +279,7 @@ class Catalog:
                 f"The workspace {self.home} is read-only: listing, inspecting and recommending work, "
                 "changes need a writable copy."
             )
-        held = getattr(self._local, "connection", None)
-        connection = held or self._connect()
+        connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -277,26 +292,10 @@ class Catalog:
             return result
         except sqlite3.Error as error:
             raise self._translate(error) from error
-        finally:
-            if held is None:
-                connection.close()
 
     def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` in one read transaction (readers never wait for writers)."""
         return self.run(work, write=False)
-
-    @contextmanager
-    def session(self) -> Iterator[None]:
-        """Let a short burst of `run` calls in this thread share one connection. Keep it short."""
-        if getattr(self._local, "connection", None) is not None:
-            yield
-            return
-        self._local.connection = self._connect()
-        try:
-            yield
-        finally:
-            connection, self._local.connection = self._local.connection, None
-            connection.close()
 
     @contextmanager
     def tagged(self, run_id: str) -> Iterator[None]:
@@ -320,7 +319,7 @@ class Catalog:
                 f"The workspace {self.home} is read-only ({error}): listing, inspecting and recommending work, "
                 "changes need a writable copy."
             )
-        if "full" in text:
+        if "full" in text or ("disk i/o" in text and _free_bytes(self.path.parent) < 1 << 16):
             return DiskFullError(f"No space left on the device of {self.path.parent}: nothing was changed ({error}).")
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return CatalogDamagedError(f"The catalog {self.path} is damaged ({error}): {REBUILD_HINT}.")
@@ -375,6 +374,7 @@ class Catalog:
                 self.read(version)
             except (CatalogDamagedError, ReadOnlyWorkspaceError, sqlite3.Error):
                 # A read-only folder whose WAL catalog has no -shm file beside it: read it as immutable.
+                self.close()
                 self._immutable = True
         current = self.read(version)
         if current > len(MIGRATIONS):
@@ -498,6 +498,13 @@ def _migrate(con: sqlite3.Connection) -> None:
             if statement.strip():
                 con.execute(statement)
         con.execute(f"PRAGMA user_version = {version}")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 30
 
 
 def _os_error(error: OSError, folder: Path) -> Exception:

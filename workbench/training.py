@@ -24,16 +24,15 @@ MODEL_SUFFIX = ".wbm"
 
 def train(ws: "Workspace", configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
     """Record a model and its job, then train it here or in a worker process."""
-    with ws.catalog.session():
-        config = ws.configuration(configuration)
-        dataset = ws.training_data(training_data)
-        if config["project_id"] != dataset["project_id"]:
-            raise ValidationError(
-                f"Configuration {config['id']} belongs to project {ws.project(config['project_id'])['name']!r} "
-                f"but training data {dataset['id']} to project {ws.project(dataset['project_id'])['name']!r}: "
-                "train with data of the configuration's own project."
-            )
-        model_id, job_id = create_model_record(ws, config, dataset)
+    config = ws.configuration(configuration)
+    dataset = ws.training_data(training_data)
+    if config["project_id"] != dataset["project_id"]:
+        raise ValidationError(
+            f"Configuration {config['id']} belongs to project {ws.project(config['project_id'])['name']!r} "
+            f"but training data {dataset['id']} to project {ws.project(dataset['project_id'])['name']!r}: "
+            "train with data of the configuration's own project."
+        )
+    model_id, job_id = create_model_record(ws, config, dataset)
     if background:
         ws.start_background(job_id)
     else:
@@ -93,14 +92,13 @@ def algorithm_statistics(recommender: irspack.BaseRecommender) -> dict[str, floa
 
 def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict:
     """Train the model record's configuration on its data and write the signed file."""
-    with ws.catalog.session():
-        model = ws.catalog.get("models", model_id, "model")
-        config = ws.configuration(model["configuration_id"])
-        dataset = ws.training_data(model["training_data_id"])
-        project = ws.project(model["project_id"])
-        ws.catalog.update("models", model_id, {"status": jobs.RUNNING})
-        reporter.log(f"Training {config['algorithm']} {config['params']} on training data {dataset['id']}.")
-        reporter.progress(0.02, "reading data", force=True)
+    model = ws.catalog.get("models", model_id, "model")
+    config = ws.configuration(model["configuration_id"])
+    dataset = ws.training_data(model["training_data_id"])
+    project = ws.project(model["project_id"])
+    ws.catalog.update("models", model_id, {"status": jobs.RUNNING})
+    reporter.log(f"Training {config['algorithm']} {config['params']} on training data {dataset['id']}.")
+    reporter.progress(0.02, "reading data", force=True)
     X, user_ids, item_ids = data.interaction_matrix(dataset["path"])
     algorithm = algorithms.get_algorithm(config["algorithm"])
     params = algorithms.resolve_params(algorithm, config["params"])
@@ -128,16 +126,15 @@ def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict
         path.parent.mkdir(parents=True, exist_ok=True)
         filesize = write_model_file(path, header, payload, ws.keyring, check_allowlist=True)
     try:
-        with ws.catalog.session():
-            reporter.log(f"Learned in {train_seconds:.2f} s. {stats}")
-            ws.catalog.update(
-                "models", model_id,
-                {"status": jobs.SUCCESS, "file": str(path), "basename": path.name, "filesize": filesize,
-                 "irspack_version": irspack.__version__, "data_fingerprint": dataset["fingerprint"],
-                 "n_users": int(X.shape[0]), "n_items": int(X.shape[1]), "n_interactions": int(X.nnz),
-                 "train_seconds": train_seconds, "stats": stats, "ins_datetime": trained_at},
-            )
-            reporter.log(f"Model {model_id} written to {path.name} ({filesize:,} bytes).")
+        reporter.log(f"Learned in {train_seconds:.2f} s. {stats}")
+        ws.catalog.update(
+            "models", model_id,
+            {"status": jobs.SUCCESS, "file": str(path), "basename": path.name, "filesize": filesize,
+             "irspack_version": irspack.__version__, "data_fingerprint": dataset["fingerprint"],
+             "n_users": int(X.shape[0]), "n_items": int(X.shape[1]), "n_interactions": int(X.nnz),
+             "train_seconds": train_seconds, "stats": stats, "ins_datetime": trained_at},
+        )
+        reporter.log(f"Model {model_id} written to {path.name} ({filesize:,} bytes).")
     except BaseException:
         Path(path).unlink(missing_ok=True)  # never leave a file without its record
         raise

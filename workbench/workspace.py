@@ -334,6 +334,10 @@ def _source_name(source: Any) -> str:
     return "DataFrame" if isinstance(source, pd.DataFrame) else "SQL query"
 
 
-def open_workspace(location: str | os.PathLike | None = None, lock_timeout: float | None = None) -> Workspace:
-    """Open (creating if absent) a workspace: the embedded default, a home folder, or a .duckdb file."""
-    return Workspace(location, lock_timeout=lock_timeout)
+def open_workspace(location: str | os.PathLike | None = None, lock_timeout: float | None = None,
+                   read_only: bool | None = None) -> Workspace:
+    """Open (creating if absent) a workspace: the embedded default, a home folder, or a catalog file.
+
+    read_only: None detects a read-only folder; True opens any workspace for reading only.
+    """
+    return Workspace(location, lock_timeout=lock_timeout, read_only=read_only)
