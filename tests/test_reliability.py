@@ -177,7 +177,7 @@ TRAIN_CHILD = """
     import sys, time
     from pathlib import Path
     import workbench as wb
-    from workbench import signing, training
+    from workbench import signing, training, worker
     home, job_id, marker, where = sys.argv[1:5]
     ws = wb.open(home)
     ws.keyring  # the key file is written first (with the same helper): not what is being killed here
@@ -195,7 +195,7 @@ TRAIN_CHILD = """
             Path(marker).write_text("renamed")
             time.sleep(600)
         training.write_model_file = write_then_hang
-    ws.run_job(int(job_id))
+    worker.main(str(ws.catalog_path), job_id)
 """
 
 

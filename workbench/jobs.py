@@ -1,7 +1,7 @@
 """Background jobs: status, progress, task log, worker processes and crash recovery.
 
 A job is a catalog row. Its work runs either in the caller's process (foreground) or in a
-detached worker process (`python -m workbench.jobs HOME JOB_ID`) that outlives the kernel
+detached worker process (`python -m workbench.worker CATALOG JOB_ID`) that outlives the kernel
 which started it. The worker reports status, progress and log lines through short catalog
 transactions; anyone may read them. A RUNNING job whose process is gone is marked FAILURE the
 next time anyone looks, together with the models and tuning jobs it was producing.
@@ -173,16 +173,18 @@ def finish_job(catalog: Catalog, job_id: int, status: str, reason: str) -> None:
     catalog.run(work)
 
 
-def start_worker(home: Path, catalog_path: Path, job_id: int) -> int:
-    """Start a detached worker process for the job; return its pid."""
-    log_dir = Path(catalog_path).parent / "logs"
+def start_worker(catalog: Catalog, job_id: int) -> int:
+    """Run a recorded job in a detached worker process (`python -m workbench.worker`), which
+    outlives the kernel that started it; record the worker's pid on the job."""
+    log_dir = catalog.path.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"job-{job_id}.log", "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workbench.jobs", str(catalog_path), str(job_id)],
+            [sys.executable, "-m", "workbench.worker", str(catalog.path), str(job_id)],
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=str(home),
+            start_new_session=True, cwd=str(catalog.home),
         )
+    record_worker(catalog, job_id, process.pid)
     return process.pid
 
 
@@ -298,15 +300,20 @@ class Job:
             raise JobFailedError(f"Job {self.id} ended {record['status']}: {record['error']}")
         return self
 
-    def follow(self) -> "Job":
-        """In a notebook: a live progress bar and log until the job ends (raises if it failed)."""
-        from IPython.display import display
+    def follow(self, poll: float = 0.5) -> "Job":
+        """In a notebook: the job's status, progress and newest log lines, updated in place until it ends."""
+        from IPython.display import HTML, display
 
-        from .ui.common import JobMonitor
+        def view() -> HTML:
+            lines = self.log().tail(8)
+            log = "".join(f"<div>{html.escape(str(m))}</div>" for m in lines["message"])
+            return HTML(self._repr_html_() + f"<div style='font-family:monospace;font-size:90%'>{log}</div>")
 
-        monitor = JobMonitor()
-        display(monitor)
-        monitor.watch(self, background=False)
+        handle = display(view(), display_id=True)
+        while self.status not in FINISHED:
+            time.sleep(poll)
+            handle.update(view())
+        handle.update(view())
         return self.wait()
 
     def _repr_html_(self) -> str:
@@ -325,16 +332,3 @@ def task_log(catalog: Catalog, job_id: int, after_id: int = 0) -> pd.DataFrame:
     )
 
 
-def _worker_main(catalog_path: str, job_id: str) -> int:
-    from .workspace import Workspace
-
-    workspace = Workspace(catalog_path)
-    try:
-        workspace.run_job(int(job_id))
-    except BaseException:  # already recorded in the catalog by run_job
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(*sys.argv[1:3]))

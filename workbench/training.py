@@ -34,9 +34,9 @@ def train(ws: "Workspace", configuration: Any, training_data: Any, background: b
         )
     model_id, job_id = create_model_record(ws, config, dataset)
     if background:
-        ws.start_background(job_id)
+        jobs.start_worker(ws.catalog, job_id)
     else:
-        ws.run_job(job_id)
+        jobs.run_job(ws.catalog, job_id, lambda job, reporter: run_training_job(ws, job, reporter))
     return ws.get_model(model_id)
 
 

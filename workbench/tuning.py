@@ -91,9 +91,9 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
 
     tuning_id, job_id = catalog.run(work)
     if background:
-        ws.start_background(job_id)
+        jobs.start_worker(catalog, job_id)
     else:
-        ws.run_job(job_id)
+        jobs.run_job(catalog, job_id, lambda job, reporter: run_tuning_job(ws, job, reporter))
     return get_tuning_job(ws, tuning_id)
 
 

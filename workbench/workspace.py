@@ -310,18 +310,6 @@ class Workspace:
         """Evaluate trained models on one shared held-out split. See tuning.compare."""
         return tuning.compare(self, model_ids, **options)
 
-    # Jobs
-
-    def run_job(self, job_id: int) -> dict:
-        """Run a recorded job in this process (what a worker process does)."""
-        handlers = {"train": training.run_training_job, "tune": tuning.run_tuning_job}
-        return jobs.run_job(self.catalog, job_id, lambda job, reporter: handlers[job["kind"]](self, job, reporter))
-
-    def start_background(self, job_id: int) -> jobs.Job:
-        pid = jobs.start_worker(self.home, self.catalog_path, job_id)
-        jobs.record_worker(self.catalog, job_id, pid)
-        return jobs.Job(self, job_id)
-
     def _project_filter(self, project: Any, alias: str) -> tuple[str, list]:
         if project is None:
             return "", []
