@@ -90,7 +90,13 @@ def role_main(role: str, home: str, seconds: float, worker: int, out: Path) -> N
                 record = timed("import", lambda: ws.import_training_data("demo", frame, name=f"soak {step}"))
                 written.setdefault("training_data", []).append(record.id)
             elif role == "trainer":
-                model = timed("train_background", lambda: ws.train(config_id, data.id, background=True).wait(600))
+                model = ws.train(config_id, data.id, background=True)
+                try:
+                    timed("train_background", lambda: model.wait(600))
+                except Exception as error:
+                    log = Path(home) / "data" / "logs" / f"job-{model.job_id}.log"
+                    tail = log.read_text()[-400:] if log.exists() else "(no worker log)"
+                    raise RuntimeError(f"{error}; worker log: {tail}") from error
                 written.setdefault("models", []).append(model.id)
             elif role == "activator":
                 ids = [int(i) for i, s in zip(ws.models("demo")["id"], ws.models("demo")["status"]) if s == "SUCCESS"]

@@ -188,6 +188,11 @@ def start_worker(catalog: Catalog, job_id: int) -> int:
     return process.pid
 
 
+# Two processes can compute one process's start time up to a second apart (psutil adds the boot
+# time, which each process reads rounded from /proc/stat); a reused pid starts far later.
+_START_TIME_SLACK = 3.0
+
+
 def is_alive(job: dict) -> bool:
     """Whether the process recorded for a RUNNING job still exists (same host only)."""
     if job.get("host") and job["host"] != socket.gethostname():
@@ -198,7 +203,7 @@ def is_alive(job: dict) -> bool:
         process = psutil.Process(job["pid"])
         alive = process.status() != psutil.STATUS_ZOMBIE
         started = job.get("process_started")
-        return alive and (started is None or abs(process.create_time() - started) < 1.0)
+        return alive and (started is None or abs(process.create_time() - started) < _START_TIME_SLACK)
     except psutil.NoSuchProcess:
         return False
 

@@ -254,7 +254,7 @@ class Catalog:
             else:
                 con = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
                                       check_same_thread=False)
-                con.execute("PRAGMA synchronous = FULL")
+                con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes, fsync at checkpoints
         except sqlite3.Error as error:
             raise self._translate(error) from error
         return con
