@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from workbench import data
+from workbench.data import delimited, encode, engine
 from workbench.errors import NotFoundError, ValidationError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -164,9 +165,9 @@ def test_integer_ids_in_a_table_or_hashed_give_the_same_snapshot(spread, tmp_pat
     rng = np.random.default_rng(1)
     users = rng.integers(-50, 50, 3000) * spread
     frame = pd.DataFrame({"user": users, "item": rng.integers(2**40, 2**40 + 300, 3000), "ts": rng.integers(0, 10**9, 3000)})
-    assert (data._encode_dense_integers(pa.chunked_array([users])) is not None) == (spread == 1)
+    assert (encode.encode_dense_integers(pa.chunked_array([users])) is not None) == (spread == 1)
     snap = data.build_interaction_snapshot(frame, tmp_path / "a", **COLUMNS)
-    monkeypatch.setattr(data, "_DENSE_SLOTS_PER_ROW", -(2**40))  # no column qualifies for the table
+    monkeypatch.setattr(encode, "DENSE_SLOTS_PER_ROW", -(2**40))  # no column qualifies for the table
     hashed = data.build_interaction_snapshot(frame, tmp_path / "b", **COLUMNS)
     assert snap.fingerprint == hashed.fingerprint
     X, user_ids, item_ids = data.interaction_matrix(snap.path)
@@ -222,8 +223,8 @@ def test_text_times_are_utc_whatever_the_local_zone(tmp_path):
         "SELECT * FROM (VALUES ('a', 'x', '2024-01-01 00:00:00'), ('b', 'y', '2024-01-02T00:00:00+01:00')) "
         "AS t(user, item, ts)"
     )
-    with data._Session() as session:  # as if the machine's zone were New York
-        database = data._Session._database[1]
+    with engine.Session() as session:  # as if the machine's zone were New York
+        database = engine.Session._database[1]
         zone = session.con.sql("SELECT current_setting('TimeZone')").fetchall()[0][0]
     database.execute("SET GLOBAL TimeZone = 'America/New_York'")
     try:
@@ -442,11 +443,11 @@ def test_lastfm_2k(tmp_path):
 @pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.dat", "a.csv.gz"])
 def test_arrow_csv_reader_and_parallel_steps_give_the_same_snapshot(name, frame, reference, tmp_path, monkeypatch):
     """Plain files take Arrow's CSV reader, large ones the threaded encode: same content as a DataFrame."""
-    monkeypatch.setattr(data, "_PARALLEL_ROWS", 2)
+    monkeypatch.setattr(encode, "PARALLEL_ROWS", 2)
     snap = data.build_interaction_snapshot(write(frame, tmp_path / name), tmp_path / "s", **COLUMNS)
     assert snap.fingerprint == reference.fingerprint
     last = data.build_interaction_snapshot(frame, tmp_path / "ref", duplicates="last", **COLUMNS)
-    monkeypatch.setattr(data, "_PARALLEL_ROWS", 1 << 30)
+    monkeypatch.setattr(encode, "PARALLEL_ROWS", 1 << 30)
     assert data.build_interaction_snapshot(frame, tmp_path / "ref2", duplicates="last", **COLUMNS).fingerprint == last.fingerprint
 
 
@@ -457,7 +458,7 @@ def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
     path = tmp_path / "q.csv"
     path.write_text(text)
     with monkeypatch.context() as duckdb_only:
-        duckdb_only.setattr(data, "_arrow_csv_options", lambda *args: None)
+        duckdb_only.setattr(delimited, "_arrow_csv_options", lambda *args: None)
         slow = data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     fast = data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
     assert (fast.fingerprint, fast.dropped, fast.n_rows) == (slow.fingerprint, slow.dropped, slow.n_rows)
@@ -465,7 +466,7 @@ def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
     path.write_text("user,item,ts\nu1,i1,1700000000\nu2,i2,1700000001,9\n")  # a ragged row: DuckDB's error
     with pytest.raises(ValidationError) as error:
         data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
-    monkeypatch.setattr(data, "_arrow_csv_options", lambda *args: None)
+    monkeypatch.setattr(delimited, "_arrow_csv_options", lambda *args: None)
     with pytest.raises(ValidationError) as expected:
         data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     assert str(error.value) == str(expected.value)

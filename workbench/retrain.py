@@ -515,7 +515,7 @@ def _positive_int(name: str, value: Any) -> int:
 def _check_new_data(new_data: Any) -> None:
     if new_data is None or isinstance(new_data, pd.DataFrame):
         return
-    if isinstance(new_data, str) and data._SQL_START.match(new_data):
+    if data.is_sql_query(new_data):
         return
     if isinstance(new_data, (str, os.PathLike)):
         if not str(new_data).strip():

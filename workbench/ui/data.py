@@ -49,13 +49,13 @@ def _kind(path: Path) -> tuple[str, bool]:
 
 
 def _detect_delimiter(path: Path, gzipped: bool) -> str | None:
-    from .. import data
+    from ..data.delimited import detect_delimiter
 
     opener = gzip.open if gzipped else open
     with opener(path, "rb") as f:
         head = f.read(1 << 16)
     try:
-        return data._detect_delimiter(head)
+        return detect_delimiter(head)
     except Exception:  # the sniffer of DuckDB decides then
         return None
 

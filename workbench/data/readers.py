@@ -1,0 +1,169 @@
+"""The readers of each kind of source: a DataFrame, a DuckDB query, JSON and Parquet files.
+
+Each returns a `Source`: its column names and a way to read some of them as an Arrow table.
+Delimited text is read by workbench.data.delimited; workbench.data.sources picks the reader.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from workbench.errors import ValidationError
+
+from .engine import Session, identifiers, literal, struct, wrap_error
+
+SAMPLE_BYTES = 1 << 16  # how much of a file is read to tell what it holds and how it is written
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_FLOAT_TYPES = ("FLOAT", "REAL", "DOUBLE")
+
+
+@dataclass
+class Source:
+    """An opened source: its columns, and how to read some of them as an Arrow table."""
+
+    description: str
+    columns: list
+    fetch_columns: Callable[[list, dict], pa.Table]  # (names, {name: duckdb type}) -> table
+    types: dict  # detected duckdb type of each column, for sources read with explicit types
+    empty_hint: str = ""
+
+    def require(self, wanted: dict) -> None:
+        """Check that each role's column ({role: name}) is there; the error lists what is."""
+        for role, name in wanted.items():
+            if name not in self.columns:
+                hint = ""
+                if self.columns and all(re.fullmatch(r"column\d+", c) for c in self.columns):
+                    hint = " (the file seems to have no header line, so DuckDB named the columns column0, column1, ...)"
+                elif len(self.columns) == 1 and re.search(r"[,;\t|]", self.columns[0]):
+                    hint = (" (its lines have different numbers of fields, so they could not be split into "
+                            "columns: look for ragged rows or give delimiter=)")
+                raise ValidationError(
+                    f"{self.description}: {role} column {name!r} not found; columns found: "
+                    f"{', '.join(map(repr, self.columns)) or 'none'}{hint}"
+                )
+
+    def fetch(self, names: list, for_ids: list) -> pa.Table:
+        """Read `names` with the detected types; if a value later in the file does not fit them, read as text."""
+        typed = {n: self.types[n] for n in names if n in self.types}
+        for name in set(for_ids) & set(typed):
+            kind = typed[name].upper()
+            if kind.startswith(("STRUCT", "MAP", "LIST", "UNION")) or kind.endswith("]"):
+                shape = "list" if kind.startswith("LIST") or kind.endswith("]") else "object"
+                raise ValidationError(
+                    f"{self.description}: column {name!r} holds {shape} values ({typed[name]}); "
+                    "ids must be text or integers"
+                )
+            typed[name] = ("BIGINT" if kind in _INTEGER_TYPES
+                           else "DOUBLE" if kind in _FLOAT_TYPES or kind.startswith("DECIMAL") else "VARCHAR")
+        try:
+            return self.fetch_columns(names, typed)
+        except duckdb.Error as error:
+            if all(t == "VARCHAR" for t in typed.values()):
+                raise wrap_error(self.description, error) from None
+        try:
+            table = self.fetch_columns(names, dict.fromkeys(typed, "VARCHAR"))
+        except duckdb.Error as error:
+            raise wrap_error(self.description, error) from None
+        for name, kind in typed.items():  # number columns stay numbers if every value is one
+            if kind in ("BIGINT", "DOUBLE"):
+                try:
+                    target = pa.int64() if kind == "BIGINT" else pa.float64()
+                    table = table.set_column(names.index(name), name, pc.cast(table.column(name), target))
+                except pa.ArrowInvalid:
+                    pass
+        return table
+
+
+def open_dataframe(df: pd.DataFrame) -> Source:
+    def fetch(names, _types):
+        frame = df[names]
+        frame.columns = range(len(names))  # tolerate duplicate or non-string labels elsewhere in df
+        arrays = []
+        for pos, name in enumerate(names):
+            try:
+                arrays.append(pa.array(frame[pos]) if frame[pos].dtype != object else _object_column(frame[pos]))
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                raise ValidationError(f"DataFrame: column {name!r} cannot be used: {error}") from None
+        return pa.table(arrays, names=[str(n) for n in names])
+
+    return Source("DataFrame", list(df.columns), fetch, {})
+
+
+def _object_column(series: pd.Series) -> pa.Array:
+    try:
+        return pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        kinds = sorted({type(v).__name__ for v in series.dropna()})
+        raise pa.ArrowTypeError(f"it mixes value types ({', '.join(kinds)})") from None
+
+
+def open_sql(query: str, con) -> Source:
+    description = f"SQL: {query}"
+    try:
+        relation = con.sql(query)
+        columns = relation.columns
+    except duckdb.Error as error:
+        raise wrap_error(description, error, "the query failed") from None
+
+    def fetch(names, _types):
+        return relation.select(identifiers(names)).to_arrow_table()
+
+    return Source(description, columns, _guard(description, fetch, "the query failed"), {})
+
+
+def _guard(description, fetch, failed="could not be read"):
+    def guarded(names, types):
+        try:
+            return fetch(names, types)
+        except duckdb.Error as error:
+            raise wrap_error(description, error, failed) from None
+
+    return guarded
+
+
+def open_json(path: Path, con, src: str) -> Source:
+    reader = f"read_json({literal(str(path))}, format='auto'"
+    try:
+        described = con.sql(f"DESCRIBE SELECT * FROM {reader})").fetchall()
+    except duckdb.Error as error:
+        raise wrap_error(src, error) from None
+    types = {row[0]: row[1] for row in described}
+
+    def fetch(names, typed):
+        spec = {name: typed.get(name, types[name]) for name in names}
+        return con.sql(f"SELECT {identifiers(names)} FROM {reader}, columns={struct(spec)})").to_arrow_table()
+
+    return Source(src, list(types), fetch, types)
+
+
+def open_parquet(path: Path, gzipped: bool, session: Session, src: str) -> Source:
+    if gzipped:  # DuckDB cannot read gzipped Parquet: decompress to the session's scratch directory
+        plain = session.scratch() / "source.parquet"
+        try:
+            with gzip.open(path, "rb") as fin, open(plain, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            raise ValidationError(f"{src}: the gzip stream is truncated or corrupt") from None
+        path = plain
+    reader = f"read_parquet({literal(str(path))})"
+    con = session.con
+    try:
+        columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    except duckdb.Error as error:
+        raise wrap_error(src, error) from None
+
+    def fetch(names, _types):
+        return con.sql(f"SELECT {identifiers(names)} FROM {reader}").to_arrow_table()
+
+    return Source(src, columns, _guard(src, fetch), {})

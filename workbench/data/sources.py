@@ -1,0 +1,111 @@
+"""Opening a source: a file (what it really holds, checked against its name), a DataFrame or a DuckDB query."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import os
+import re
+import zlib
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.errors import ValidationError
+
+from .delimited import open_csv
+from .engine import Session
+from .readers import SAMPLE_BYTES, Source, open_dataframe, open_json, open_parquet, open_sql
+
+EXTENSIONS = {
+    ".csv": "csv", ".tsv": "csv", ".dat": "csv", ".txt": "csv",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".json": "json", ".ndjson": "json", ".jsonl": "json",
+}
+_SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
+
+
+def is_sql_query(source) -> bool:
+    """Whether `source` is a DuckDB query (SELECT/WITH/FROM ...) rather than a file path."""
+    return isinstance(source, str) and bool(_SQL_START.match(source)) and not os.path.isfile(source)
+
+
+def open_source(source, session: Session, delimiter: str | None) -> Source:
+    """Open a file path, a pandas DataFrame or a DuckDB query; nothing is read beyond what tells its columns."""
+    if delimiter is not None and (not isinstance(delimiter, str) or not 1 <= len(delimiter.encode()) <= 4):
+        raise ValidationError(f"delimiter must be 1 to 4 characters, got {delimiter!r}")
+    if isinstance(source, pd.DataFrame):
+        return open_dataframe(source)
+    if is_sql_query(source):
+        return open_sql(source.strip(), session.con)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValidationError(f"source must be a file path, a pandas DataFrame or a SQL query, not {type(source).__name__}")
+    path = Path(source)
+    src = str(path)
+    kind, gzipped, head = _file_kind(path, src)
+    if kind == "parquet":
+        return open_parquet(path, gzipped, session, src)
+    _check_utf8(head, src)
+    if kind == "json":
+        return open_json(path, session.con, src)
+    return open_csv(path, gzipped, head, session.con, src, delimiter)
+
+
+def _file_kind(path: Path, src: str) -> tuple[str, bool, bytes]:
+    """("csv" | "json" | "parquet", gzipped, the first bytes): the name's kind, checked against the content."""
+    if not path.is_file():
+        raise ValidationError(f"{src}: no such file")
+    suffixes = [s.lower() for s in path.suffixes]
+    gzipped = suffixes[-1:] == [".gz"]
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    if gzipped != compressed:
+        raise ValidationError(
+            f"{src}: the name ends in .gz but the content is not gzip-compressed" if gzipped
+            else f"{src}: the content is gzip-compressed but the name does not end in .gz"
+        )
+    head = _read_head(path, gzipped, src)
+    if not head.strip():
+        raise ValidationError(f"{src}: the file is empty")
+    found = _content_kind(head)
+    named = suffixes[:-1] if gzipped else suffixes
+    kind = EXTENSIONS.get(named[-1] if named else "") or {"parquet": "parquet", "json": "json"}.get(found, "csv")
+    if found != {"csv": "text", "json": "json", "parquet": "parquet"}[kind]:
+        raise ValidationError(f"{src}: the name says {kind.upper()} but the content looks like {_describe(found)}")
+    return kind, gzipped, head
+
+
+def _read_head(path: Path, gzipped: bool, src: str) -> bytes:
+    try:
+        if gzipped:
+            with gzip.open(path, "rb") as f:
+                return f.read(SAMPLE_BYTES)
+        with open(path, "rb") as f:
+            return f.read(SAMPLE_BYTES)
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise ValidationError(f"{src}: the gzip stream is truncated or corrupt") from None
+
+
+def _content_kind(head: bytes) -> str:
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if b"\x00" in head[:4096]:
+        return "binary"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "json" if text[:1] in (b"[", b"{") else "text"
+
+
+def _describe(kind: str) -> str:
+    return {"parquet": "Parquet", "binary": "binary data", "json": "JSON", "text": "delimited text (CSV)"}[kind]
+
+
+def _check_utf8(head: bytes, src: str) -> None:
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < SAMPLE_BYTES)
+    except UnicodeDecodeError as error:
+        line = head[: error.start].count(b"\n") + 1
+        raise ValidationError(
+            f"{src}: not UTF-8 text (byte 0x{head[error.start]:02x} on line {line}); save the file as UTF-8"
+        ) from None
+
+
