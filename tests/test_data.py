@@ -398,6 +398,62 @@ def test_explicit_delimiter(frame, reference, tmp_path):
     assert snap.fingerprint == reference.fingerprint
 
 
+# Preview and column mapping: the same reader as an import
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.dat", "a.parquet.gz", "a.ndjson", "with.csv"])
+def test_preview_reads_the_first_rows_as_an_import_does(name, frame, tmp_path):
+    path = write(frame, tmp_path / name)
+    shown = data.preview(path, n_rows=5)
+    assert shown.source == str(path) and shown.columns == ["user", "item", "ts", "rating"]
+    assert shown.types["user"] == "string" and shown.types["ts"] == "int64"
+    assert shown.rows.to_dict("records") == frame.head(5).to_dict("records")
+    assert len(data.preview(str(path)).rows) == data.PREVIEW_ROWS
+
+
+def test_preview_of_queries_frames_and_what_cannot_be_read(frame, tmp_path):
+    path = write(frame, tmp_path / "a.csv")
+    shown = data.preview(f"SELECT user AS visitor, ts FROM read_csv('{path}') ORDER BY ts", n_rows=3)
+    assert shown.columns == ["visitor", "ts"] and shown.source.startswith("SQL: SELECT user AS visitor")
+    assert list(shown.rows.ts) == sorted(frame.ts)[:3]
+    assert data.preview(frame, n_rows=2).rows.equals(frame.head(2))
+    with pytest.raises(ValidationError, match="with.csv: no such file"):  # a file name, not a WITH query
+        data.preview(tmp_path / "with.csv")
+    with pytest.raises(ValidationError, match="with.csv: no such file"):
+        data.preview(str(tmp_path / "with.csv"))
+    with pytest.raises(ValidationError, match="not UTF-8 text"):
+        (tmp_path / "latin1.csv").write_bytes(b"user,item\ncaf\xe9,1\n")
+        data.preview(tmp_path / "latin1.csv")
+    with pytest.raises(ValidationError, match="n_rows must be a positive whole number"):
+        data.preview(frame, n_rows=0)
+
+
+def test_column_mapping_reads_through_the_same_reader(frame, reference, tmp_path):
+    renamed = frame.rename(columns={"user": "visitor", "item": "product", "ts": "when"})
+    mapping = {"user": "visitor", "item": "product", "time": "when"}
+    for name in ("a.csv", "a.dat", "a.parquet.gz", "a.json"):  # sniffed delimiters, gzipped Parquet, JSON
+        path = write(renamed, tmp_path / name)
+        snap = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS, columns=mapping)
+        assert snap.fingerprint == reference.fingerprint, name
+    partly = data.build_interaction_snapshot(frame.rename(columns={"item": "product"}), tmp_path / "s", **COLUMNS,
+                                             columns={"item": "product"})
+    assert partly.fingerprint == reference.fingerprint
+    assert_rejected(frame, tmp_path / "t", "item column 'product' not found", columns={"item": "product"})
+    assert_rejected(frame, tmp_path / "t", "columns maps 'rating': the roles are 'user', 'item', 'time'",
+                    columns={"rating": "rating"})
+    assert_rejected(frame, tmp_path / "t", "columns maps 'time', but this import has no time column",
+                    time_column=None, columns={"time": "ts"})
+    assert_rejected(frame, tmp_path / "t", "columns['user'] must be a column name", columns={"user": None})
+
+
+def test_ids_beyond_the_sniffed_sample_in_a_mapped_column_stay_text(tmp_path):
+    """The type fallback applies to mapped columns too (the dashboard's old reader lost it)."""
+    path = write(pd.DataFrame({"visitor": list(range(3000)) + ["x7"], "product": 1}), tmp_path / "mixed.csv")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", user_column="user", item_column="item",
+                                           columns={"user": "visitor", "item": "product"})
+    assert snap.id_types == {"user": "string", "item": "integer"} and snap.n_users == 3001
+
+
 # Item metadata
 
 

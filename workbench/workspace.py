@@ -122,7 +122,9 @@ class Workspace:
     def import_training_data(self, project: Any, source: Any, name: str | None = None, **options: Any) -> TrainingData:
         """Import interactions (a file, DataFrame or DuckDB query) as an immutable snapshot.
 
-        Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit.
+        Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit,
+        columns (the source's column for a role where its name differs from the project's, e.g.
+        {"user": "visitor"}).
         """
         p = self.project(project)
         snapshot = data.build_interaction_snapshot(
@@ -139,6 +141,11 @@ class Workspace:
             },
         )
         return self.training_data(record_id)
+
+    def preview(self, source: Any, n_rows: int = data.PREVIEW_ROWS, delimiter: str | None = None) -> data.Preview:
+        """The first rows of a file, DataFrame or DuckDB query, with its columns and their types, read
+        the way `import_training_data` reads them."""
+        return data.preview(source, n_rows=n_rows, delimiter=delimiter)
 
     def training_data(self, ref: Any) -> TrainingData:
         if isinstance(ref, TrainingData):

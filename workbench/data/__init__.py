@@ -16,10 +16,10 @@ from .snapshots import (
     read_metadata,
     snapshot_info,
 )
-from .sources import is_sql_query
+from .sources import PREVIEW_ROWS, Preview, is_sql_query, preview
 
 __all__ = [
-    "InteractionSnapshot", "MetadataSnapshot",
+    "PREVIEW_ROWS", "InteractionSnapshot", "MetadataSnapshot", "Preview", "preview",
     "build_interaction_snapshot", "build_metadata_snapshot", "interaction_matrix", "is_sql_query",
     "read_interactions", "read_metadata", "snapshot_info",
 ]

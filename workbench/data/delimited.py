@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from .engine import identifiers, literal, options as sql_options, struct, wrap_error
+from .engine import identifiers, limit_clause, literal, options as sql_options, struct, wrap_error
 from .readers import SAMPLE_BYTES, Source
 
 DELIMITERS = ("::", "||", "\t", ",", ";", "|")  # multi-character ones first
@@ -66,10 +66,10 @@ def open_csv(path: Path, gzipped: bool, head: bytes, con, src: str, delimiter: s
 
     fast = _arrow_csv_options(path, gzipped, options, list(types))
 
-    def fetch(names, typed):
+    def fetch(names, typed, limit):
         nonlocal fast
         spec = {name: typed.get(name, "VARCHAR") for name in types}
-        if fast is not None and all(spec[n] in _ARROW_CSV_TYPES for n in names):
+        if fast is not None and limit is None and all(spec[n] in _ARROW_CSV_TYPES for n in names):
             read, parse = fast
             convert = pa_csv.ConvertOptions(
                 column_types={n: _ARROW_CSV_TYPES[spec[n]] for n in names}, include_columns=list(names),
@@ -81,7 +81,7 @@ def open_csv(path: Path, gzipped: bool, head: bytes, con, src: str, delimiter: s
                 fast = None  # DuckDB reads it, or says what is wrong with it
         sql = (
             f"SELECT {identifiers(names)} FROM read_csv({literal(str(path))}"
-            f"{sql_options(options)}, columns={struct(spec)})"
+            f"{sql_options(options)}, columns={struct(spec)}){limit_clause(limit)}"
         )
         return con.sql(sql).to_arrow_table()
 

@@ -70,6 +70,10 @@ def identifiers(names: list) -> str:
     return ", ".join(identifier(n) for n in names)
 
 
+def limit_clause(limit: int | None) -> str:
+    return "" if limit is None else f" LIMIT {int(limit)}"
+
+
 def options(values: dict) -> str:
     """Keyword arguments of a DuckDB table function, each after a comma."""
     def value(v):

@@ -28,8 +28,13 @@ def build_interaction_snapshot(
     null_ids: str = "drop",
     duplicates: str = "keep",
     time_unit: str | None = None,
+    columns: dict | None = None,
 ) -> InteractionSnapshot:
     """Validate `source` (file path, DataFrame or DuckDB SELECT) and snapshot it under `dest_root`.
+
+    user_column, item_column, time_column: the columns holding each role (time_column None: no times).
+    columns: the source's column for some of these roles where its names differ, e.g.
+    {"user": "visitor", "item": "product"} (a column mapping).
 
     null_ids: "drop" (counted in `dropped`) or "reject" rows missing a user, item or time.
     duplicates: "keep" every row, or "last": keep only the latest row of each (user, item) pair.
@@ -40,9 +45,9 @@ def build_interaction_snapshot(
     check_choice("time_unit", time_unit, (None, "s", "ms"))
     if duplicates == "last" and time_column is None:
         raise ValidationError("duplicates='last' keeps the latest row of each pair by time: give time_column")
-    wanted = {"user": user_column, "item": item_column}
-    if time_column is not None:
-        wanted["time"] = time_column
+    wanted = _roles({"user": user_column, "item": item_column, "time": time_column}, columns)
+    user_column, item_column = wanted["user"], wanted["item"]
+    time_column = wanted.get("time")
     with Session() as session:
         inp = open_source(source, session, delimiter)
         src = inp.description
@@ -67,6 +72,20 @@ def build_interaction_snapshot(
             ucodes, icodes, t, len(user_ids), len(item_ids), duplicates, parallel)
         return write_interactions(dest_root, user_ids, item_ids, ucodes, icodes, t, src, dropped,
                                   {"user": utype, "item": itype}, pool)
+
+
+def _roles(names: dict, columns: dict | None) -> dict:
+    """{role: source column} for the roles in use: `names` ({role: name or None}) with `columns` mapped over it."""
+    wanted = {role: name for role, name in names.items() if name is not None}
+    for role, name in (columns or {}).items():
+        if role not in names:
+            raise ValidationError(f"columns maps {role!r}: the roles are {', '.join(map(repr, names))}")
+        if role not in wanted:
+            raise ValidationError(f"columns maps {role!r}, but this import has no {role} column")
+        if not isinstance(name, str) or not name:
+            raise ValidationError(f"columns[{role!r}] must be a column name, got {name!r}")
+        wanted[role] = name
+    return wanted
 
 
 def _drop_missing(columns: dict, wanted: dict, src: str, null_ids: str) -> tuple[dict, int]:

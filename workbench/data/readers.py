@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from workbench.errors import ValidationError
 
-from .engine import Session, identifiers, literal, struct, wrap_error
+from .engine import Session, identifiers, limit_clause, literal, struct, wrap_error
 
 SAMPLE_BYTES = 1 << 16  # how much of a file is read to tell what it holds and how it is written
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
@@ -34,7 +34,7 @@ class Source:
 
     description: str
     columns: list
-    fetch_columns: Callable[[list, dict], pa.Table]  # (names, {name: duckdb type}) -> table
+    fetch_columns: Callable[[list, dict, int | None], pa.Table]  # (names, {name: duckdb type}, row limit) -> table
     types: dict  # detected duckdb type of each column, for sources read with explicit types
     empty_hint: str = ""
 
@@ -53,8 +53,9 @@ class Source:
                     f"{', '.join(map(repr, self.columns)) or 'none'}{hint}"
                 )
 
-    def fetch(self, names: list, for_ids: list) -> pa.Table:
-        """Read `names` with the detected types; if a value later in the file does not fit them, read as text."""
+    def fetch(self, names: list, for_ids: list, limit: int | None = None) -> pa.Table:
+        """Read `names` (the first `limit` rows, or all) with the detected types; if a value later in
+        the file does not fit them, read as text (number columns stay numbers if every value is one)."""
         typed = {n: self.types[n] for n in names if n in self.types}
         for name in set(for_ids) & set(typed):
             kind = typed[name].upper()
@@ -67,15 +68,15 @@ class Source:
             typed[name] = ("BIGINT" if kind in _INTEGER_TYPES
                            else "DOUBLE" if kind in _FLOAT_TYPES or kind.startswith("DECIMAL") else "VARCHAR")
         try:
-            return self.fetch_columns(names, typed)
+            return self.fetch_columns(names, typed, limit)
         except duckdb.Error as error:
             if all(t == "VARCHAR" for t in typed.values()):
                 raise wrap_error(self.description, error) from None
         try:
-            table = self.fetch_columns(names, dict.fromkeys(typed, "VARCHAR"))
+            table = self.fetch_columns(names, dict.fromkeys(typed, "VARCHAR"), limit)
         except duckdb.Error as error:
             raise wrap_error(self.description, error) from None
-        for name, kind in typed.items():  # number columns stay numbers if every value is one
+        for name, kind in typed.items():
             if kind in ("BIGINT", "DOUBLE"):
                 try:
                     target = pa.int64() if kind == "BIGINT" else pa.float64()
@@ -86,8 +87,8 @@ class Source:
 
 
 def open_dataframe(df: pd.DataFrame) -> Source:
-    def fetch(names, _types):
-        frame = df[names]
+    def fetch(names, _types, limit):
+        frame = df[names] if limit is None else df[names].head(limit)
         frame.columns = range(len(names))  # tolerate duplicate or non-string labels elsewhere in df
         arrays = []
         for pos, name in enumerate(names):
@@ -116,16 +117,17 @@ def open_sql(query: str, con) -> Source:
     except duckdb.Error as error:
         raise wrap_error(description, error, "the query failed") from None
 
-    def fetch(names, _types):
-        return relation.select(identifiers(names)).to_arrow_table()
+    def fetch(names, _types, limit):
+        selected = relation.select(identifiers(names))
+        return (selected if limit is None else selected.limit(limit)).to_arrow_table()
 
     return Source(description, columns, _guard(description, fetch, "the query failed"), {})
 
 
 def _guard(description, fetch, failed="could not be read"):
-    def guarded(names, types):
+    def guarded(names, types, limit):
         try:
-            return fetch(names, types)
+            return fetch(names, types, limit)
         except duckdb.Error as error:
             raise wrap_error(description, error, failed) from None
 
@@ -140,9 +142,9 @@ def open_json(path: Path, con, src: str) -> Source:
         raise wrap_error(src, error) from None
     types = {row[0]: row[1] for row in described}
 
-    def fetch(names, typed):
+    def fetch(names, typed, limit):
         spec = {name: typed.get(name, types[name]) for name in names}
-        return con.sql(f"SELECT {identifiers(names)} FROM {reader}, columns={struct(spec)})").to_arrow_table()
+        return con.sql(f"SELECT {identifiers(names)} FROM {reader}, columns={struct(spec)}){limit_clause(limit)}").to_arrow_table()
 
     return Source(src, list(types), fetch, types)
 
@@ -163,7 +165,7 @@ def open_parquet(path: Path, gzipped: bool, session: Session, src: str) -> Sourc
     except duckdb.Error as error:
         raise wrap_error(src, error) from None
 
-    def fetch(names, _types):
-        return con.sql(f"SELECT {identifiers(names)} FROM {reader}").to_arrow_table()
+    def fetch(names, _types, limit):
+        return con.sql(f"SELECT {identifiers(names)} FROM {reader}{limit_clause(limit)}").to_arrow_table()
 
     return Source(src, columns, _guard(src, fetch), {})

@@ -1,12 +1,15 @@
-"""Opening a source: a file (what it really holds, checked against its name), a DataFrame or a DuckDB query."""
+"""Opening a source: a file (what it really holds, checked against its name), a DataFrame or a DuckDB
+query; and a preview of its first rows, read the way an import reads them."""
 
 from __future__ import annotations
 
 import codecs
 import gzip
+import html
 import os
 import re
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +25,8 @@ EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".json": "json", ".ndjson": "json", ".jsonl": "json",
 }
-_SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
+_SQL_START = re.compile(r"\s*(select|with|from)(?=[\s(*])", re.IGNORECASE)  # not "with.csv"
+PREVIEW_ROWS = 20
 
 
 def is_sql_query(source) -> bool:
@@ -49,6 +53,30 @@ def open_source(source, session: Session, delimiter: str | None) -> Source:
     if kind == "json":
         return open_json(path, session.con, src)
     return open_csv(path, gzipped, head, session.con, src, delimiter)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The first rows of a source as an import reads them: its columns and the type of each."""
+
+    source: str  # how messages name the source
+    columns: list
+    types: dict  # column -> the Arrow type its values are read as
+    rows: pd.DataFrame
+
+    def _repr_html_(self) -> str:
+        return f"<b>{html.escape(self.source)}</b>: {len(self.columns)} columns<br>" + self.rows.to_html(index=False)
+
+
+def preview(source, n_rows: int = PREVIEW_ROWS, delimiter: str | None = None) -> Preview:
+    """The first `n_rows` of a file path, DataFrame or DuckDB query, opened and typed as an import does."""
+    if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 1:
+        raise ValidationError(f"n_rows must be a positive whole number, got {n_rows!r}")
+    with Session() as session:
+        inp = open_source(source, session, delimiter)
+        table = inp.fetch(list(inp.columns), for_ids=[], limit=n_rows)
+    types = {field.name: str(field.type) for field in table.schema}
+    return Preview(inp.description, list(inp.columns), types, table.to_pandas())
 
 
 def _file_kind(path: Path, src: str) -> tuple[str, bool, bytes]:
