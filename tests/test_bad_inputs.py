@@ -148,6 +148,12 @@ CASES = [
      "give time_column"),
     ("failing SQL", lambda c: c.ws.import_training_data("shop", "SELECT * FROM no_such_table"), ValidationError,
      "the query failed"),
+    ("SQL: more than one statement", lambda c: c.ws.import_training_data(
+        "shop", f"SELECT 1 AS user_id; COPY (SELECT 1) TO '{c.root / 'written.csv'}'"), ValidationError,
+     "a source query must be exactly one SELECT statement, got 2 (SELECT + COPY)"),
+    ("SQL: reads the signing key", lambda c: c.ws.import_training_data(
+        "shop", f"SELECT content AS user_id FROM read_text('{c.ws.key_file}')"), ValidationError,
+     "the query may not read"),
     ("not a source at all", lambda c: c.ws.import_training_data("shop", 42), ValidationError,
      "source must be a file path, a pandas DataFrame or a SQL query"),
     # -- item metadata

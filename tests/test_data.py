@@ -99,7 +99,8 @@ def test_row_order_does_not_change_the_fingerprint(frame, reference, tmp_path):
 
 def test_sql_source(frame, reference, tmp_path):
     path = write(frame, tmp_path / "a.csv")
-    snap = data.build_interaction_snapshot(f"  select * FROM read_csv('{path}')", tmp_path / "s", **COLUMNS)
+    sandbox = data.SqlSandbox((tmp_path,))
+    snap = data.build_interaction_snapshot(f"  select * FROM read_csv('{path}')", tmp_path / "s", **COLUMNS, sandbox=sandbox)
     assert snap.fingerprint == reference.fingerprint
     assert snap.source.startswith("SQL: select")
     with pytest.raises(ValidationError, match=r"SQL: SELECT \* FROM nowhere: the query failed: .*nowhere"):
@@ -413,7 +414,8 @@ def test_preview_reads_the_first_rows_as_an_import_does(name, frame, tmp_path):
 
 def test_preview_of_queries_frames_and_what_cannot_be_read(frame, tmp_path):
     path = write(frame, tmp_path / "a.csv")
-    shown = data.preview(f"SELECT user AS visitor, ts FROM read_csv('{path}') ORDER BY ts", n_rows=3)
+    query = f"SELECT user AS visitor, ts FROM read_csv('{path}') ORDER BY ts"
+    shown = data.preview(query, n_rows=3, sandbox=data.SqlSandbox((tmp_path,)))
     assert shown.columns == ["visitor", "ts"] and shown.source.startswith("SQL: SELECT user AS visitor")
     assert list(shown.rows.ts) == sorted(frame.ts)[:3]
     assert data.preview(frame, n_rows=2).rows.equals(frame.head(2))

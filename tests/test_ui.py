@@ -138,7 +138,9 @@ def test_data_upload_sql_metadata_and_inline_validation_errors(workspace, projec
     assert (Path(workspace.data_dir) / "uploads" / "up_load.csv").exists()
 
     app.source_tabs.selected_index = 2
-    app.sql.value = f"SELECT * FROM read_csv('{Path(workspace.data_dir) / 'uploads' / 'up_load.csv'}') WHERE user_id <> 'u0'"
+    (workspace.home / "imports").mkdir()  # queries read the folders declared for data, not data/ (uploads)
+    (workspace.home / "imports" / "up_load.csv").write_bytes(csv)
+    app.sql.value = f"SELECT * FROM read_csv('{workspace.home / 'imports' / 'up_load.csv'}') WHERE user_id <> 'u0'"
     app.data_name.value = "without u0"
     app.import_data(background=False)
     assert app.import_message.kind == "success", app.import_message.message

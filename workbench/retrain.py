@@ -434,7 +434,7 @@ def _import_new_data(ws: "Workspace", project: dict, source: Any, base: Training
     with tempfile.TemporaryDirectory(prefix=".retrain-batch-", dir=ws.data_dir) as scratch:
         batch = data.build_interaction_snapshot(
             source, scratch, user_column=project["user_column"], item_column=project["item_column"],
-            time_column=project["time_column"], **options,
+            time_column=project["time_column"], sandbox=ws.sql_sandbox(), **options,
         )
         batch_stats = _stats_row("new batch", None, batch, previous_path)
         new_rows = data.read_interactions(batch.path)

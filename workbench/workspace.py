@@ -129,7 +129,8 @@ class Workspace:
         p = self.project(project)
         snapshot = data.build_interaction_snapshot(
             source, self.snapshots_dir / p["name"],
-            user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"], **options,
+            user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"],
+            sandbox=self.sql_sandbox(), **options,
         )
         record_id = self.catalog.insert(
             "training_data",
@@ -145,7 +146,13 @@ class Workspace:
     def preview(self, source: Any, n_rows: int = data.PREVIEW_ROWS, delimiter: str | None = None) -> data.Preview:
         """The first rows of a file, DataFrame or DuckDB query, with its columns and their types, read
         the way `import_training_data` reads them."""
-        return data.preview(source, n_rows=n_rows, delimiter=delimiter)
+        return data.preview(source, n_rows=n_rows, delimiter=delimiter, sandbox=self.sql_sandbox())
+
+    def sql_sandbox(self) -> data.SqlSandbox:
+        """What a DuckDB query given as a source may read: the folders in WORKBENCH_DATA_DIRS, else
+        imports/ of this workspace and the current directory; never its data/ or models/ folders."""
+        return data.SqlSandbox.declared(default=(self.home / "imports", Path.cwd()),
+                                        private=(self.data_dir, self.models_dir))
 
     def training_data(self, ref: Any) -> TrainingData:
         if isinstance(ref, TrainingData):
@@ -175,7 +182,8 @@ class Workspace:
     def import_item_metadata(self, project: Any, source: Any, item_column: str | None = None, **options: Any) -> ItemMetadata:
         p = self.project(project)
         column = item_column or p["item_column"]
-        snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column, **options)
+        snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column,
+                                                sandbox=self.sql_sandbox(), **options)
         record_id = self.catalog.insert(
             "item_metadata",
             {

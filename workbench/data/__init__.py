@@ -8,6 +8,7 @@ importing (the two pipelines).
 """
 
 from .importing import build_interaction_snapshot, build_metadata_snapshot
+from .sandbox import DATA_DIRS_VARIABLE, SqlSandbox
 from .snapshots import (
     InteractionSnapshot,
     MetadataSnapshot,
@@ -19,7 +20,7 @@ from .snapshots import (
 from .sources import PREVIEW_ROWS, Preview, is_sql_query, preview
 
 __all__ = [
-    "PREVIEW_ROWS", "InteractionSnapshot", "MetadataSnapshot", "Preview", "preview",
+    "DATA_DIRS_VARIABLE", "PREVIEW_ROWS", "SqlSandbox", "InteractionSnapshot", "MetadataSnapshot", "Preview", "preview",
     "build_interaction_snapshot", "build_metadata_snapshot", "interaction_matrix", "is_sql_query",
     "read_interactions", "read_metadata", "snapshot_info",
 ]

@@ -27,7 +27,13 @@ class Session:
         # Text times without a zone are UTC, whatever the machine's zone.
         self.con.execute("SET enable_progress_bar = false; SET TimeZone = 'UTC'")
         self._scratch = None
+        self._connections = [self.con]
         return self
+
+    def close_later(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """`con`, closed with the session."""
+        self._connections.append(con)
+        return con
 
     def scratch(self) -> Path:
         if self._scratch is None:
@@ -35,7 +41,8 @@ class Session:
         return Path(self._scratch.name)
 
     def __exit__(self, *exc) -> None:
-        self.con.close()
+        for con in self._connections:
+            con.close()
         if self._scratch is not None:
             self._scratch.cleanup()
 

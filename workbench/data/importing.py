@@ -13,6 +13,7 @@ from workbench.errors import ValidationError, check_choice
 from . import encode
 from .engine import Session
 from .normalise import canonical, epoch_us, normalise_ids
+from .sandbox import SqlSandbox
 from .snapshots import InteractionSnapshot, MetadataSnapshot, write_interactions, write_metadata
 from .sources import open_source
 
@@ -29,12 +30,14 @@ def build_interaction_snapshot(
     duplicates: str = "keep",
     time_unit: str | None = None,
     columns: dict | None = None,
+    sandbox: SqlSandbox | None = None,
 ) -> InteractionSnapshot:
     """Validate `source` (file path, DataFrame or DuckDB SELECT) and snapshot it under `dest_root`.
 
     user_column, item_column, time_column: the columns holding each role (time_column None: no times).
     columns: the source's column for some of these roles where its names differ, e.g.
     {"user": "visitor", "item": "product"} (a column mapping).
+    sandbox: what a DuckDB query may read (default: WORKBENCH_DATA_DIRS, else the current directory).
 
     null_ids: "drop" (counted in `dropped`) or "reject" rows missing a user, item or time.
     duplicates: "keep" every row, or "last": keep only the latest row of each (user, item) pair.
@@ -49,7 +52,7 @@ def build_interaction_snapshot(
     user_column, item_column = wanted["user"], wanted["item"]
     time_column = wanted.get("time")
     with Session() as session:
-        inp = open_source(source, session, delimiter)
+        inp = open_source(source, session, delimiter, sandbox)
         src = inp.description
         inp.require(wanted)
         table = inp.fetch(list(wanted.values()), for_ids=[user_column, item_column])
@@ -112,13 +115,15 @@ def _drop_missing(columns: dict, wanted: dict, src: str, null_ids: str) -> tuple
     return columns, n_missing
 
 
-def build_metadata_snapshot(source, dest_root, *, item_column: str, delimiter: str | None = None) -> MetadataSnapshot:
+def build_metadata_snapshot(source, dest_root, *, item_column: str, delimiter: str | None = None,
+                            sandbox: SqlSandbox | None = None) -> MetadataSnapshot:
     """Snapshot an item-metadata table (one row per item) to <dest_root>/<fingerprint>.parquet.
 
-    The item column is renamed item_id, put first, and rows are sorted by it.
+    The item column is renamed item_id, put first, and rows are sorted by it. sandbox: as for
+    build_interaction_snapshot.
     """
     with Session() as session:
-        inp = open_source(source, session, delimiter)
+        inp = open_source(source, session, delimiter, sandbox)
         inp.require({"item": item_column})
         table = inp.fetch(inp.columns, for_ids=[item_column])
     src = inp.description

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from workbench.errors import ValidationError
 
 from .engine import Session, identifiers, limit_clause, literal, struct, wrap_error
+from .sandbox import SqlSandbox, check_select
 
 SAMPLE_BYTES = 1 << 16  # how much of a file is read to tell what it holds and how it is written
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
@@ -109,29 +110,31 @@ def _object_column(series: pd.Series) -> pa.Array:
         raise pa.ArrowTypeError(f"it mixes value types ({', '.join(kinds)})") from None
 
 
-def open_sql(query: str, con) -> Source:
+def open_sql(query: str, session: Session, sandbox: SqlSandbox) -> Source:
+    """A DuckDB query, checked to be one SELECT and run in `sandbox` on a connection of its own."""
     description = f"SQL: {query}"
+    check_select(query, description)
+    scratch = session.scratch() / "sql"
+    scratch.mkdir()
+    con = session.close_later(sandbox.connect(scratch))
+
+    def failed(error: duckdb.Error) -> ValidationError:
+        return sandbox.refusal(description, error) or wrap_error(description, error, "the query failed")
+
     try:
         relation = con.sql(query)
         columns = relation.columns
     except duckdb.Error as error:
-        raise wrap_error(description, error, "the query failed") from None
+        raise failed(error) from None
 
     def fetch(names, _types, limit):
         selected = relation.select(identifiers(names))
-        return (selected if limit is None else selected.limit(limit)).to_arrow_table()
-
-    return Source(description, columns, _guard(description, fetch, "the query failed"), {})
-
-
-def _guard(description, fetch, failed="could not be read"):
-    def guarded(names, types, limit):
         try:
-            return fetch(names, types, limit)
+            return (selected if limit is None else selected.limit(limit)).to_arrow_table()
         except duckdb.Error as error:
-            raise wrap_error(description, error, failed) from None
+            raise failed(error) from None
 
-    return guarded
+    return Source(description, columns, fetch, {})
 
 
 def open_json(path: Path, con, src: str) -> Source:
@@ -166,6 +169,9 @@ def open_parquet(path: Path, gzipped: bool, session: Session, src: str) -> Sourc
         raise wrap_error(src, error) from None
 
     def fetch(names, _types, limit):
-        return con.sql(f"SELECT {identifiers(names)} FROM {reader}{limit_clause(limit)}").to_arrow_table()
+        try:
+            return con.sql(f"SELECT {identifiers(names)} FROM {reader}{limit_clause(limit)}").to_arrow_table()
+        except duckdb.Error as error:
+            raise wrap_error(src, error) from None
 
-    return Source(src, columns, _guard(src, fetch), {})
+    return Source(src, columns, fetch, {})

@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from workbench.errors import ValidationError
@@ -19,6 +20,7 @@ from workbench.errors import ValidationError
 from .delimited import open_csv
 from .engine import Session
 from .readers import SAMPLE_BYTES, Source, open_dataframe, open_json, open_parquet, open_sql
+from .sandbox import SqlSandbox
 
 EXTENSIONS = {
     ".csv": "csv", ".tsv": "csv", ".dat": "csv", ".txt": "csv",
@@ -30,18 +32,33 @@ PREVIEW_ROWS = 20
 
 
 def is_sql_query(source) -> bool:
-    """Whether `source` is a DuckDB query (SELECT/WITH/FROM ...) rather than a file path."""
-    return isinstance(source, str) and bool(_SQL_START.match(source)) and not os.path.isfile(source)
+    """Whether `source` is a DuckDB query rather than a file path: text that is no file and starts
+    like a query (SELECT, WITH, FROM), or holds white space and parses as SQL (ATTACH ..., COPY ...:
+    queries that an import then refuses)."""
+    if not isinstance(source, str) or os.path.isfile(source):
+        return False
+    if _SQL_START.match(source):
+        return True
+    if not re.search(r"\S\s+\S", source):
+        return False
+    try:
+        return bool(duckdb.extract_statements(source))
+    except duckdb.Error:
+        return False
 
 
-def open_source(source, session: Session, delimiter: str | None) -> Source:
-    """Open a file path, a pandas DataFrame or a DuckDB query; nothing is read beyond what tells its columns."""
+def open_source(source, session: Session, delimiter: str | None, sandbox: SqlSandbox | None = None) -> Source:
+    """Open a file path, a pandas DataFrame or a DuckDB query; nothing is read beyond what tells its columns.
+
+    A query runs in `sandbox` (default: SqlSandbox.declared(), the folders in WORKBENCH_DATA_DIRS or
+    the current directory).
+    """
     if delimiter is not None and (not isinstance(delimiter, str) or not 1 <= len(delimiter.encode()) <= 4):
         raise ValidationError(f"delimiter must be 1 to 4 characters, got {delimiter!r}")
     if isinstance(source, pd.DataFrame):
         return open_dataframe(source)
     if is_sql_query(source):
-        return open_sql(source.strip(), session.con)
+        return open_sql(source.strip(), session, sandbox or SqlSandbox.declared())
     if not isinstance(source, (str, os.PathLike)):
         raise ValidationError(f"source must be a file path, a pandas DataFrame or a SQL query, not {type(source).__name__}")
     path = Path(source)
@@ -68,12 +85,14 @@ class Preview:
         return f"<b>{html.escape(self.source)}</b>: {len(self.columns)} columns<br>" + self.rows.to_html(index=False)
 
 
-def preview(source, n_rows: int = PREVIEW_ROWS, delimiter: str | None = None) -> Preview:
-    """The first `n_rows` of a file path, DataFrame or DuckDB query, opened and typed as an import does."""
+def preview(source, n_rows: int = PREVIEW_ROWS, delimiter: str | None = None,
+            sandbox: SqlSandbox | None = None) -> Preview:
+    """The first `n_rows` of a file path, DataFrame or DuckDB query, opened and typed as an import does
+    (a query runs in `sandbox`, see open_source)."""
     if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 1:
         raise ValidationError(f"n_rows must be a positive whole number, got {n_rows!r}")
     with Session() as session:
-        inp = open_source(source, session, delimiter)
+        inp = open_source(source, session, delimiter, sandbox)
         table = inp.fetch(list(inp.columns), for_ids=[], limit=n_rows)
     types = {field.name: str(field.type) for field in table.schema}
     return Preview(inp.description, list(inp.columns), types, table.to_pandas())
