@@ -282,6 +282,60 @@ def test_null_ids_are_dropped_and_counted_or_rejected(frame, tmp_path):
     assert entries(dest) == []
 
 
+@pytest.mark.parametrize("where", ["csv sample", "csv beyond the sample", "parquet", "dataframe"])
+def test_nan_in_number_ids_is_a_missing_id(where, tmp_path):
+    """Never user -9223372036854775808: NaN ids are dropped and counted, or refused."""
+    users = [1, 2, float("nan"), 3, float("nan")] if where != "csv beyond the sample" else list(range(3000)) + ["nan", "NaN"]
+    frame = pd.DataFrame({"user": users, "item": 7})
+    if where == "parquet":
+        source = write(frame, tmp_path / "n.parquet")
+    elif where == "dataframe":
+        source = frame
+    else:
+        source = tmp_path / "n.csv"
+        source.write_text("user,item\n" + "".join(f"{'nan' if u != u else u},7\n" for u in users))
+        if where == "csv sample":
+            source.write_text(source.read_text().replace("nan,7\n", "NaN,7\n", 1))
+    snap = data.build_interaction_snapshot(source, tmp_path / "s", user_column="user", item_column="item")
+    assert snap.dropped["null_ids"] == 2 and snap.n_rows == len(users) - 2
+    assert snap.id_types["user"] == "integer" and data.interaction_matrix(snap.path)[1].min() >= 0
+    assert_rejected(source, tmp_path / "r", "2 rows have no value in column 'user'", user_column="user",
+                    item_column="item", time_column=None, null_ids="reject")
+    assert_rejected(pd.DataFrame({"user": [1.0, float("inf")], "item": 7}), tmp_path / "r", "holds infinite numbers",
+                    user_column="user", item_column="item", time_column=None)
+
+
+def test_seconds_and_milliseconds_mixed_are_refused_unless_a_unit_is_given(tmp_path):
+    ms = 1_704_067_200_000  # 2024-01-01 in milliseconds
+    frame = pd.DataFrame({"user": ["a", "b", "c"], "item": "x", "ts": [ms, ms // 1000 + 60, ms + 1000]})
+    message = assert_rejected(frame, tmp_path / "s", "column 'ts' mixes unix seconds and milliseconds",
+                              "1 values look like seconds, e.g. 1704067260 (data row 2)", "give time_unit=")
+    path = write(frame, tmp_path / "t.csv")
+    assert assert_rejected(path, tmp_path / "s") == message.replace("DataFrame", str(path))
+    as_ms = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS, time_unit="ms")
+    assert as_ms.time_min == datetime(1970, 1, 20, 17, 21, 7, 260000)  # what the user asked for
+    tiny = frame.assign(ts=[ms, 0, 86_400_000])  # values of 1970 in both units are no sign of seconds
+    assert data.build_interaction_snapshot(tiny, tmp_path / "s", **COLUMNS).time_min == datetime(1970, 1, 1)
+
+
+def test_sources_of_too_many_columns_are_refused(tmp_path):
+    names = ["user", "item"] + [f"c{k}" for k in range(3000)]
+    csv = tmp_path / "wide.csv"
+    csv.write_text(",".join(names) + "\n" + ",".join(["1"] * len(names)) + "\n")
+    assert_rejected(csv, tmp_path / "s", "wide.csv: 3,002 columns; sources of more than 2,048 columns are refused",
+                    "is the delimiter right?", time_column=None)
+    parquet = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({n: [1] for n in names}), parquet)
+    assert_rejected(parquet, tmp_path / "s", "wide.parquet: 3,002 columns", time_column=None)
+    with pytest.raises(ValidationError, match="3,002 columns"):
+        data.build_metadata_snapshot(csv, tmp_path / "m", item_column="item")
+    query = "SELECT " + ", ".join(f"1 AS {n}" for n in names)
+    assert_rejected(query, tmp_path / "s", "3,002 columns", time_column=None)
+    wide_text = ",".join(names[:2] + [f"a_long_column_name_{k:06d}" for k in range(6000)])  # longer than the sample
+    csv.write_text(wide_text + "\n" + ",".join(["1"] * 6002) + "\n")
+    assert_rejected(csv, tmp_path / "s", "wide.csv: at least ", "columns are refused", time_column=None)
+
+
 def test_duplicate_policies(tmp_path):
     frame = pd.DataFrame({
         "user": ["a", "a", "a", "b", "b", "a"],

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from .engine import identifiers, limit_clause, literal, options as sql_options, struct, wrap_error
-from .readers import SAMPLE_BYTES, Source
+from .readers import SAMPLE_BYTES, Source, check_width
 
 DELIMITERS = ("::", "||", "\t", ",", ";", "|")  # multi-character ones first
 _SNIFF_ROWS = 2048
@@ -41,6 +41,10 @@ def detect_delimiter(head: bytes) -> str | None:
 def open_csv(path: Path, gzipped: bool, head: bytes, con, src: str, delimiter: str | None) -> Source:
     """A delimited text file, its dialect and column types sniffed by DuckDB (`head`: its first bytes)."""
     delim = delimiter or detect_delimiter(head)
+    first_line = head.split(b"\n", 1)[0]
+    fields = 1 + max(first_line.count(d.encode()) for d in ([delim] if delim else DELIMITERS))
+    # before sniffing, which takes seconds to minutes for tens of thousands of columns
+    check_width(fields, src, at_least=len(first_line) == len(head), hint="is the delimiter right?")
     options = {"compression": "gzip" if gzipped else "none"}
     if delim:
         options["delim"] = delim

@@ -11,6 +11,9 @@ from workbench.errors import ValidationError
 MAX_ID_CHARACTERS = 1024
 LATEST_TIME_US = 4_102_444_800_000_000  # 2100-01-01 UTC
 _UNIT_US = {"s": 1_000_000, "ms": 1_000}
+# Numbers below _SECONDS_BELOW are unix seconds (until the year 5138), others milliseconds; numbers from
+# _SECONDS_FROM (1973-03-03 as seconds, 1970-01-02 as milliseconds) beside milliseconds are seconds mixed in.
+_SECONDS_FROM, _SECONDS_BELOW = 1e8, 1e11
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -57,10 +60,16 @@ def normalise_ids(col: pa.ChunkedArray, src: str, name: str) -> tuple[pa.Chunked
                 f"{MAX_ID_CHARACTERS:,} characters (is this the right column?)"
             )
         return col, "string"
-    if pa.types.is_floating(kind):  # e.g. a pandas integer column that holds NaN
-        values = col.to_numpy()
-        finite = values[~np.isnan(values)]
-        if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**63):
+    if pa.types.is_floating(kind):  # e.g. a pandas integer column that holds NaN, or "nan" in a file
+        col = col.cast(pa.float64())
+        nan = pc.is_nan(col)
+        if pc.any(nan).as_py():  # NaN is no id: a missing one, dropped or refused as such
+            col = pc.if_else(nan, pa.scalar(None, pa.float64()), col)
+        values = col.to_numpy()  # nulls become NaN
+        present = values[~np.isnan(values)]
+        if not np.all(np.isfinite(present)):
+            raise ValidationError(f"{src}: column {name!r} holds infinite numbers; ids must be text or integers")
+        if np.all(present == np.round(present)) and np.all(np.abs(present) < 2**63):
             return col.cast(pa.int64(), safe=False), "integer"
         raise ValidationError(f"{src}: column {name!r} holds fractional numbers; ids must be text or integers")
     raise ValidationError(f"{src}: column {name!r} holds {kind} values; ids must be text or integers")
@@ -125,6 +134,20 @@ def _parse_times(col: pa.ChunkedArray, con, src: str, name: str, unit: str | Non
     return _numeric_times(numbers, src, name, unit) if numeric else stamps
 
 
+def _refuse_seconds_among_milliseconds(col: pa.ChunkedArray, src: str, name: str, biggest: float) -> None:
+    """Refuse numbers of both magnitudes: read as milliseconds, the seconds would land in 1970."""
+    magnitude = pc.abs(col)
+    seconds = pc.and_(pc.greater_equal(magnitude, _SECONDS_FROM), pc.less(magnitude, _SECONDS_BELOW))
+    count = pc.sum(seconds).as_py()
+    if count:
+        first = pc.index(seconds, True).as_py()
+        raise ValidationError(
+            f"{src}: column {name!r} mixes unix seconds and milliseconds: {count} values look like seconds, "
+            f"e.g. {col[first].as_py()!r} (data row {first + 1}), the others like milliseconds (up to "
+            f"{biggest:.0f}); convert them to one unit, or give time_unit='s' or 'ms' if they are all in one"
+        )
+
+
 def _numeric_times(col: pa.ChunkedArray, src: str, name: str, unit: str | None) -> pa.ChunkedArray:
     if pa.types.is_floating(col.type) and not pc.all(pc.is_finite(col)).as_py():
         raise ValidationError(f"{src}: column {name!r} has infinite or NaN times")
@@ -136,7 +159,9 @@ def _numeric_times(col: pa.ChunkedArray, src: str, name: str, unit: str | None) 
                 f"{src}: column {name!r} has numbers up to {biggest:.0f}, too large for unix seconds or "
                 "milliseconds; convert them to one of those"
             )
-        unit = "s" if biggest < 1e11 else "ms"
+        unit = "s" if biggest < _SECONDS_BELOW else "ms"
+        if unit == "ms":
+            _refuse_seconds_among_milliseconds(col, src, name, biggest)
     elif biggest * _UNIT_US[unit] >= 2**63:
         raise ValidationError(f"{src}: column {name!r} has numbers up to {biggest:.0f}, out of range as {unit}")
     values = (pc.fill_null(col, 0) if col.null_count else col).to_numpy()

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from workbench.errors import ValidationError
 
@@ -25,6 +26,7 @@ from .engine import Session, identifiers, limit_clause, literal, struct, wrap_er
 from .sandbox import SqlSandbox, check_select
 
 SAMPLE_BYTES = 1 << 16  # how much of a file is read to tell what it holds and how it is written
+MAX_COLUMNS = 2048  # wider sources are refused before DuckDB spends seconds or minutes describing them
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _FLOAT_TYPES = ("FLOAT", "REAL", "DOUBLE")
 
@@ -79,12 +81,24 @@ class Source:
             raise wrap_error(self.description, error) from None
         for name, kind in typed.items():
             if kind in ("BIGINT", "DOUBLE"):
+                column = table.column(name)
+                if name in for_ids:  # "nan" among number ids is a missing id
+                    column = pc.if_else(pc.equal(pc.utf8_lower(column), "nan"), pa.scalar(None, column.type), column)
                 try:
                     target = pa.int64() if kind == "BIGINT" else pa.float64()
-                    table = table.set_column(names.index(name), name, pc.cast(table.column(name), target))
+                    table = table.set_column(names.index(name), name, pc.cast(column, target))
                 except pa.ArrowInvalid:
                     pass
         return table
+
+
+def check_width(n_columns: int, src: str, at_least: bool = False, hint: str = "is this the right source?") -> None:
+    """Refuse a source of more than MAX_COLUMNS columns (`at_least`: `n_columns` counts only some)."""
+    if n_columns > MAX_COLUMNS:
+        raise ValidationError(
+            f"{src}: {'at least ' if at_least else ''}{n_columns:,} columns; sources of more than "
+            f"{MAX_COLUMNS:,} columns are refused ({hint})"
+        )
 
 
 def open_dataframe(df: pd.DataFrame) -> Source:
@@ -161,6 +175,10 @@ def open_parquet(path: Path, gzipped: bool, session: Session, src: str) -> Sourc
         except (EOFError, gzip.BadGzipFile, zlib.error):
             raise ValidationError(f"{src}: the gzip stream is truncated or corrupt") from None
         path = plain
+    try:
+        check_width(pq.read_metadata(path).num_columns, src)
+    except (pa.ArrowException, OSError):
+        pass  # DuckDB says what is wrong with the file
     reader = f"read_parquet({literal(str(path))})"
     con = session.con
     try:

@@ -19,7 +19,7 @@ from workbench.errors import ValidationError
 
 from .delimited import open_csv
 from .engine import Session
-from .readers import SAMPLE_BYTES, Source, open_dataframe, open_json, open_parquet, open_sql
+from .readers import SAMPLE_BYTES, Source, check_width, open_dataframe, open_json, open_parquet, open_sql
 from .sandbox import SqlSandbox
 
 EXTENSIONS = {
@@ -58,10 +58,16 @@ def open_source(source, session: Session, delimiter: str | None, sandbox: SqlSan
     if isinstance(source, pd.DataFrame):
         return open_dataframe(source)
     if is_sql_query(source):
-        return open_sql(source.strip(), session, sandbox or SqlSandbox.declared())
-    if not isinstance(source, (str, os.PathLike)):
+        opened = open_sql(source.strip(), session, sandbox or SqlSandbox.declared())
+    elif isinstance(source, (str, os.PathLike)):
+        opened = _open_file(Path(source), session, delimiter)
+    else:
         raise ValidationError(f"source must be a file path, a pandas DataFrame or a SQL query, not {type(source).__name__}")
-    path = Path(source)
+    check_width(len(opened.columns), opened.description)
+    return opened
+
+
+def _open_file(path: Path, session: Session, delimiter: str | None) -> Source:
     src = str(path)
     kind, gzipped, head = _file_kind(path, src)
     if kind == "parquet":
