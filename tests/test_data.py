@@ -495,7 +495,7 @@ def test_column_mapping_reads_through_the_same_reader(frame, reference, tmp_path
                                              columns={"item": "product"})
     assert partly.fingerprint == reference.fingerprint
     assert_rejected(frame, tmp_path / "t", "item column 'product' not found", columns={"item": "product"})
-    assert_rejected(frame, tmp_path / "t", "columns maps 'rating': the roles are 'user', 'item', 'time'",
+    assert_rejected(frame, tmp_path / "t", "columns maps 'rating': the roles are 'user', 'item', 'time', 'weight'",
                     columns={"rating": "rating"})
     assert_rejected(frame, tmp_path / "t", "columns maps 'time', but this import has no time column",
                     time_column=None, columns={"time": "ts"})
@@ -543,11 +543,14 @@ def test_movielens_100k(tmp_path):
     assert snap.time_min.year == 1997 and snap.time_max.year == 1998
     X, users, items = data.interaction_matrix(snap.path)
     assert X.shape == (943, 1682) and X.nnz == 100_000 and users[0] == 1 and items[-1] == 1682
+    # snapshots keep their fingerprints from one version to the next (tuning workers compare them)
+    assert snap.fingerprint == "62af30e4b9fa44317c58a32be05b540ae48f6535204ad8cb429ab3319dcc353b"
 
 
 def test_lastfm_2k(tmp_path):
     snap = data.build_interaction_snapshot(shared("lastfm-2k", "user_artists.dat"), tmp_path, user_column="userID", item_column="artistID")
     assert (snap.n_rows, snap.n_users, snap.n_items) == (92_834, 1892, 17_632)
+    assert snap.fingerprint == "f88d1d0d76921f57e99257def7685e464f5e2bdb69c2f0de1a4a4530f8aeedf7"
     meta = data.build_metadata_snapshot(shared("lastfm-2k", "artists.dat"), tmp_path, item_column="id")
     assert meta.n_rows == 17_632 and meta.columns == ("item_id", "name", "url", "pictureURL")
 
@@ -582,3 +585,103 @@ def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
     with pytest.raises(ValidationError) as expected:
         data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     assert str(error.value) == str(expected.value)
+
+
+# Interaction weights (ratings, play counts)
+
+
+def test_weights_are_kept_and_summed_on_request(frame, reference, tmp_path):
+    weighted = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS, weight_column="rating")
+    assert weighted.weighted and not reference.weighted and weighted.fingerprint != reference.fingerprint
+    assert data.snapshot_info(weighted.path) == weighted
+    assert "weighted" not in json.loads((reference.path / "snapshot.json").read_text())  # unweighted: as before
+    assert "weight" not in pq.read_schema(reference.path / "interactions.parquet").names
+    rows = data.read_interactions(weighted.path)
+    assert list(rows.columns) == ["user_id", "item_id", "user_code", "item_code", "time", "weight"]
+    assert sorted(zip(rows.user_id, rows.item_id, rows.weight)) == sorted(zip(frame.user, frame.item, frame.rating.astype(float)))
+
+    binary, users, items = data.interaction_matrix(weighted.path)
+    assert (binary != data.interaction_matrix(reference.path)[0]).nnz == 0  # binary by default, weights or not
+    raw, _, _ = data.interaction_matrix(weighted.path, weighting="raw")
+    count, _, _ = data.interaction_matrix(weighted.path, weighting="count")
+    sums = frame.groupby(["user", "item"]).rating.agg(["sum", "size"])
+    for (user, item), (total, size) in sums.iterrows():
+        u, i = list(users).index(user), list(items).index(item)
+        assert raw[u, i] == total and count[u, i] == size and binary[u, i] == 1.0
+    assert raw.nnz == count.nnz == binary.nnz == len(sums) and raw.has_sorted_indices
+    assert np.array_equal((raw >= 4).astype(float).toarray(), (raw.toarray() >= 4).astype(float))  # a threshold above
+    raw.data = np.log1p(raw.data)  # a confidence transform above, on a matrix of its own
+    assert data.interaction_matrix(weighted.path, weighting="raw")[0].sum() == frame.rating.sum()
+    assert np.array_equal(data.interaction_matrix(reference.path, weighting="count")[0].toarray(), count.toarray())
+    with pytest.raises(ValidationError, match="has no weights"):
+        data.interaction_matrix(reference.path, weighting="raw")
+    with pytest.raises(ValidationError, match="weighting must be one of 'binary', 'count', 'raw'"):
+        data.interaction_matrix(reference.path, weighting="log")
+
+
+@pytest.mark.parametrize("timed", [True, False])
+def test_weighted_snapshots_do_not_depend_on_row_order_or_reader(timed, tmp_path, monkeypatch):
+    """Repeated pairs with different weights: the same content whatever the order, file or sort path."""
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"user": rng.integers(0, 20, 2000), "item": rng.integers(0, 15, 2000),
+                          "ts": rng.integers(1_600_000_000, 1_600_000_050, 2000), "w": rng.integers(0, 4, 2000) / 2})
+    options = dict(COLUMNS, weight_column="w") if timed else dict(user_column="user", item_column="item", weight_column="w")
+    snap = data.build_interaction_snapshot(frame, tmp_path / "a", **options)
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    assert data.build_interaction_snapshot(shuffled, tmp_path / "b", **options).fingerprint == snap.fingerprint
+    assert data.build_interaction_snapshot(write(shuffled, tmp_path / "w.csv"), tmp_path / "c", **options).fingerprint == snap.fingerprint
+    monkeypatch.setattr(encode, "PARALLEL_ROWS", 2)
+    assert data.build_interaction_snapshot(shuffled, tmp_path / "d", **options).fingerprint == snap.fingerprint
+    rows = data.read_interactions(snap.path)
+    keys = list(zip(rows.user_code, rows.item_code, *([rows.time] if timed else []), rows.weight))
+    assert keys == sorted(keys)
+    if timed:
+        last = data.build_interaction_snapshot(shuffled, tmp_path / "e", **options, duplicates="last")
+        kept = data.read_interactions(last.path)
+        latest = frame.sort_values(["ts", "w"]).groupby(["user", "item"]).tail(1)
+        assert sorted(zip(kept.user_id, kept.item_id, kept.weight)) == sorted(zip(latest.user, latest.item, latest.w))
+
+
+def test_bad_weights(frame, tmp_path):
+    frame = frame.astype({"rating": float})
+    frame.loc[[3, 8], "rating"] = np.nan  # missing weights: dropped and counted like missing ids
+    snap = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS, weight_column="rating")
+    assert snap.dropped["null_ids"] == 2 and snap.n_rows == len(frame) - 2
+    assert_rejected(frame, tmp_path / "r", "2 rows have no value in column 'rating' (first at data row 4)",
+                    weight_column="rating", null_ids="reject")
+    assert_rejected(frame.assign(rating=-frame.rating.fillna(1)), tmp_path / "r", "column 'rating' holds negative weights",
+                    "(data row 1)", weight_column="rating")
+    assert_rejected(frame.assign(rating=np.inf), tmp_path / "r", "holds infinite weights", weight_column="rating")
+    assert_rejected(frame.assign(rating=True), tmp_path / "r", "holds bool values; weights must be numbers",
+                    weight_column="rating")
+    assert_rejected(frame, tmp_path / "r", "weight column 'stars' not found", weight_column="stars")
+    longer = pd.concat([frame] * 8, ignore_index=True)  # the text is beyond the sniffed sample
+    longer["rating"] = ["4"] * (len(longer) - 1) + ["lots"]
+    assert_rejected(write(longer, tmp_path / "t.csv"), tmp_path / "r", "column 'rating' holds values that are not "
+                    f"numbers, e.g. 'lots' (data row {len(longer)})", weight_column="rating")
+
+
+def test_workspace_passes_weights_through(workspace, project):
+    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "x", "y"], "stars": [5, 3, 4],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
+    record = workspace.import_training_data(project, frame, weight_column="stars")
+    X, users, items = workspace.interaction_matrix(record, weighting="raw")
+    assert X.toarray().tolist() == [[8.0, 0.0], [0.0, 4.0]] and list(users) == ["a", "b"]
+    assert workspace.interaction_matrix(record)[0].toarray().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_lastfm_play_counts_and_movielens_ratings_as_weights(tmp_path):
+    plays = data.build_interaction_snapshot(shared("lastfm-2k", "user_artists.dat"), tmp_path, user_column="userID",
+                                            item_column="artistID", weight_column="weight")
+    counts = pd.read_csv(shared("lastfm-2k", "user_artists.dat"), sep="\t")
+    X, users, items = data.interaction_matrix(plays.path, weighting="raw")
+    assert X.nnz == 92_834 and X.sum() == counts.weight.sum()
+    assert X[np.searchsorted(users, 2), np.searchsorted(items, 51)] == 13_883
+    ratings = data.build_interaction_snapshot(shared("ml-100k", "u.data"), tmp_path, user_column="column0",
+                                              item_column="column1", time_column="column3", weight_column="column2")
+    table = pd.read_csv(shared("ml-100k", "u.data"), sep="\t", names=["user", "item", "rating", "ts"])
+    R, users, items = data.interaction_matrix(ratings.path, weighting="raw")
+    assert R.nnz == 100_000 and R.sum() == table.rating.sum() and R.max() == 5.0
+    assert (R >= 4).nnz == (table.rating >= 4).sum()  # "rating >= 4 counts as positive"
+    first = table.iloc[0]
+    assert R[np.searchsorted(users, first["user"]), np.searchsorted(items, first["item"])] == first["rating"]

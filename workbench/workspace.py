@@ -123,8 +123,8 @@ class Workspace:
         """Import interactions (a file, DataFrame or DuckDB query) as an immutable snapshot.
 
         Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit,
-        columns (the source's column for a role where its name differs from the project's, e.g.
-        {"user": "visitor"}).
+        weight_column (ratings or counts kept as the snapshot's weights), columns (the source's column
+        for a role where its name differs from the project's, e.g. {"user": "visitor"}).
         """
         p = self.project(project)
         snapshot = data.build_interaction_snapshot(
@@ -175,9 +175,9 @@ class Workspace:
             params,
         )
 
-    def interaction_matrix(self, training_data: Any):
-        """`(scipy CSR, user_ids, item_ids)` of a training data snapshot."""
-        return data.interaction_matrix(self.training_data(training_data)["path"])
+    def interaction_matrix(self, training_data: Any, weighting: str = "binary"):
+        """`(scipy CSR, user_ids, item_ids)` of a training data snapshot; weighting: see data.interaction_matrix."""
+        return data.interaction_matrix(self.training_data(training_data)["path"], weighting=weighting)
 
     def import_item_metadata(self, project: Any, source: Any, item_column: str | None = None, **options: Any) -> ItemMetadata:
         p = self.project(project)

@@ -10,6 +10,7 @@ importing (the two pipelines).
 from .importing import build_interaction_snapshot, build_metadata_snapshot
 from .sandbox import DATA_DIRS_VARIABLE, SqlSandbox
 from .snapshots import (
+    WEIGHTINGS,
     InteractionSnapshot,
     MetadataSnapshot,
     interaction_matrix,
@@ -22,5 +23,5 @@ from .sources import PREVIEW_ROWS, Preview, is_sql_query, preview
 __all__ = [
     "DATA_DIRS_VARIABLE", "PREVIEW_ROWS", "SqlSandbox", "InteractionSnapshot", "MetadataSnapshot", "Preview", "preview",
     "build_interaction_snapshot", "build_metadata_snapshot", "interaction_matrix", "is_sql_query",
-    "read_interactions", "read_metadata", "snapshot_info",
+    "read_interactions", "read_metadata", "snapshot_info", "WEIGHTINGS",
 ]

@@ -97,8 +97,9 @@ def _merge_encoded(parts: list, pool: ThreadPoolExecutor | None) -> tuple[pa.Arr
     return values, chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def sort_rows(ucodes, icodes, t, n_users, n_items, duplicates, pool=None):
-    """Rows ordered by (user, item, time), with duplicate pairs kept or reduced to their latest row.
+def sort_rows(ucodes, icodes, t, n_users, n_items, duplicates, pool=None, w=None):
+    """Rows ordered by (user, item, time, weight), with duplicate pairs kept or reduced to their latest
+    row: (user codes, item codes, times or None, weights or None, number of rows dropped).
 
     Without a thread pool, two counting sorts (by item, then stably by user) order the rows in
     linear time: ml-100k in 1 ms against 3 ms for sorting each user's items. With one, the rows are
@@ -108,35 +109,48 @@ def sort_rows(ucodes, icodes, t, n_users, n_items, duplicates, pool=None):
     n = len(ucodes)
     index = np.int32 if n < 2**31 else np.int64
     ucodes, icodes = ucodes.astype(index, copy=False), icodes.astype(index, copy=False)
-    values = np.zeros(n, dtype=np.int8) if t is None else t  # the times travel with their rows
-    indptr, items, times = np.empty(n_users + 1, dtype=index), np.empty(n, dtype=index), np.empty_like(values)
+    # what travels with the rows: their times, or with weights their row numbers
+    values = np.arange(n, dtype=index) if w is not None else np.zeros(n, dtype=np.int8) if t is None else t
+    indptr, items, moved = np.empty(n_users + 1, dtype=index), np.empty(n, dtype=index), np.empty_like(values)
     if pool is None:
-        by_item, item_users, item_times = np.empty(n_items + 1, dtype=index), np.empty(n, dtype=index), np.empty_like(values)
-        _sparsetools.coo_tocsr(n_items, n_users, n, icodes, ucodes, values, by_item, item_users, item_times)
-        _sparsetools.csr_tocsc(n_items, n_users, by_item, item_users, item_times, indptr, items, times)
+        by_item, item_users, item_values = np.empty(n_items + 1, dtype=index), np.empty(n, dtype=index), np.empty_like(values)
+        _sparsetools.coo_tocsr(n_items, n_users, n, icodes, ucodes, values, by_item, item_users, item_values)
+        _sparsetools.csr_tocsc(n_items, n_users, by_item, item_users, item_values, indptr, items, moved)
     else:
-        _sparsetools.coo_tocsr(n_users, n_items, n, ucodes, icodes, values, indptr, items, times)
+        _sparsetools.coo_tocsr(n_users, n_items, n, ucodes, icodes, values, indptr, items, moved)
         half = int(np.searchsorted(indptr, indptr[-1] // 2))  # users [0, half) hold about half the rows
 
         def sort_users(first, last):
             start, stop = indptr[first], indptr[last]
-            _sparsetools.csr_sort_indices(last - first, indptr[first : last + 1] - start, items[start:stop], times[start:stop])
+            _sparsetools.csr_sort_indices(last - first, indptr[first : last + 1] - start, items[start:stop], moved[start:stop])
 
         list(pool.map(sort_users, (0, half), (half, n_users)))
+    if w is None:
+        times, weights = (None if t is None else moved), None
+    else:
+        times, weights = (None if t is None else t[moved]), w[moved]
     users = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(indptr))
     items = items.astype(np.int32, copy=False)
     same = np.zeros(n + 1, dtype=bool)  # same[k]: row k has the pair of row k - 1; same[n] stays False
     np.equal(users[1:], users[:-1], out=same[1:n])
     same[1:n] &= items[1:] == items[:-1]
     n_dropped = 0
-    if t is not None and same.any():  # order the times of each repeated pair (a dozen times faster than a lexsort)
+    if (t is not None or w is not None) and same.any():
         rows = np.flatnonzero(same[:n] | same[1:])  # rows of pairs seen more than once
-        repeated = times[rows]
-        starts = np.flatnonzero(~same[rows]).astype(index)
-        _sparsetools.csr_sort_indices(len(starts), np.append(starts, index(len(rows))), repeated, np.zeros(len(rows), np.int8))
-        times[rows] = repeated
+        if w is None:  # order the times of each repeated pair (a dozen times faster than a lexsort)
+            repeated = times[rows]
+            starts = np.flatnonzero(~same[rows]).astype(index)
+            _sparsetools.csr_sort_indices(len(starts), np.append(starts, index(len(rows))), repeated, np.zeros(len(rows), np.int8))
+            times[rows] = repeated
+        else:  # by time, then weight, within each repeated pair
+            keys = [weights[rows]] + ([] if times is None else [times[rows]]) + [np.cumsum(~same[rows])]
+            order = rows[np.lexsort(keys)]
+            weights[rows] = weights[order]
+            if times is not None:
+                times[rows] = times[order]
         if duplicates == "last":
             keep = ~same[1:]  # the last row of each pair
             n_dropped = n - int(np.count_nonzero(keep))
             users, items, times = users[keep], items[keep], times[keep]
-    return users, items, (None if t is None else times), n_dropped
+            weights = None if weights is None else weights[keep]
+    return users, items, times, weights, n_dropped

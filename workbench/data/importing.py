@@ -12,7 +12,7 @@ from workbench.errors import ValidationError, check_choice
 
 from . import encode
 from .engine import Session
-from .normalise import canonical, epoch_us, normalise_ids
+from .normalise import canonical, epoch_us, normalise_ids, normalise_weights
 from .sandbox import SqlSandbox
 from .snapshots import InteractionSnapshot, MetadataSnapshot, write_interactions, write_metadata
 from .sources import open_source
@@ -29,17 +29,19 @@ def build_interaction_snapshot(
     null_ids: str = "drop",
     duplicates: str = "keep",
     time_unit: str | None = None,
+    weight_column: str | None = None,
     columns: dict | None = None,
     sandbox: SqlSandbox | None = None,
 ) -> InteractionSnapshot:
     """Validate `source` (file path, DataFrame or DuckDB SELECT) and snapshot it under `dest_root`.
 
     user_column, item_column, time_column: the columns holding each role (time_column None: no times).
+    weight_column: a column of numbers >= 0 (ratings, play counts) kept as the snapshot's `weight`.
     columns: the source's column for some of these roles where its names differ, e.g.
     {"user": "visitor", "item": "product"} (a column mapping).
     sandbox: what a DuckDB query may read (default: WORKBENCH_DATA_DIRS, else the current directory).
 
-    null_ids: "drop" (counted in `dropped`) or "reject" rows missing a user, item or time.
+    null_ids: "drop" (counted in `dropped`) or "reject" rows missing a user, item, time or weight.
     duplicates: "keep" every row, or "last": keep only the latest row of each (user, item) pair.
     time_unit: "s" or "ms" for numeric times; by default guessed from their magnitude.
     """
@@ -48,9 +50,8 @@ def build_interaction_snapshot(
     check_choice("time_unit", time_unit, (None, "s", "ms"))
     if duplicates == "last" and time_column is None:
         raise ValidationError("duplicates='last' keeps the latest row of each pair by time: give time_column")
-    wanted = _roles({"user": user_column, "item": item_column, "time": time_column}, columns)
+    wanted = _roles({"user": user_column, "item": item_column, "time": time_column, "weight": weight_column}, columns)
     user_column, item_column = wanted["user"], wanted["item"]
-    time_column = wanted.get("time")
     with Session() as session:
         inp = open_source(source, session, delimiter, sandbox)
         src = inp.description
@@ -58,23 +59,27 @@ def build_interaction_snapshot(
         table = inp.fetch(list(wanted.values()), for_ids=[user_column, item_column])
         if table.num_rows == 0:
             raise ValidationError(f"{src}: no data rows{inp.empty_hint}")
-        users, utype = normalise_ids(table.column(0), src, user_column)
-        items, itype = normalise_ids(table.column(1), src, item_column)
-        columns = {"u": users, "i": items}
-        if time_column is not None:
-            columns["t"] = epoch_us(table.column(2), session.con, src, time_column, time_unit)
+        read = dict(zip(wanted, table.columns))
         del table
+        users, utype = normalise_ids(read["user"], src, user_column)
+        items, itype = normalise_ids(read["item"], src, item_column)
+        columns = {"user": users, "item": items}
+        if "time" in wanted:
+            columns["time"] = epoch_us(read["time"], session.con, src, wanted["time"], time_unit)
+        if "weight" in wanted:
+            columns["weight"] = normalise_weights(read["weight"], src, wanted["weight"])
+        del read
         columns, n_missing = _drop_missing(columns, wanted, src, null_ids)
     with ThreadPoolExecutor(2) as pool:  # pyarrow, numpy, scipy's sparsetools and hashlib release the GIL
-        parallel = pool if len(columns["u"]) >= encode.PARALLEL_ROWS else None
-        (user_ids, ucodes), (item_ids, icodes) = encode.encode_columns([columns["u"], columns["i"]], parallel)
-        t = columns["t"].to_numpy() if time_column is not None else None
+        parallel = pool if len(columns["user"]) >= encode.PARALLEL_ROWS else None
+        (user_ids, ucodes), (item_ids, icodes) = encode.encode_columns([columns["user"], columns["item"]], parallel)
+        t, w = (columns[role].to_numpy() if role in columns else None for role in ("time", "weight"))
         del columns
         dropped = {"null_ids": n_missing}
-        ucodes, icodes, t, dropped["duplicates"] = encode.sort_rows(
-            ucodes, icodes, t, len(user_ids), len(item_ids), duplicates, parallel)
+        ucodes, icodes, t, w, dropped["duplicates"] = encode.sort_rows(
+            ucodes, icodes, t, len(user_ids), len(item_ids), duplicates, parallel, w)
         return write_interactions(dest_root, user_ids, item_ids, ucodes, icodes, t, src, dropped,
-                                  {"user": utype, "item": itype}, pool)
+                                  {"user": utype, "item": itype}, pool, w)
 
 
 def _roles(names: dict, columns: dict | None) -> dict:
@@ -92,7 +97,8 @@ def _roles(names: dict, columns: dict | None) -> dict:
 
 
 def _drop_missing(columns: dict, wanted: dict, src: str, null_ids: str) -> tuple[dict, int]:
-    """The rows with a value in every column, and how many were dropped (or a ValidationError if rejected)."""
+    """The rows with a value in every column ({role: column}), and how many were dropped (or a
+    ValidationError if rejected)."""
     missing = None
     for col in columns.values():
         if col.null_count:
@@ -102,7 +108,7 @@ def _drop_missing(columns: dict, wanted: dict, src: str, null_ids: str) -> tuple
     if not n_missing:
         return columns, 0
     if null_ids == "reject":
-        names = [n for n, c in zip(wanted.values(), columns.values()) if c.null_count]
+        names = [wanted[role] for role, col in columns.items() if col.null_count]
         first = pc.index(missing, True).as_py() + 1
         raise ValidationError(
             f"{src}: {n_missing} rows have no value in column {' / '.join(map(repr, names))} "
@@ -110,7 +116,7 @@ def _drop_missing(columns: dict, wanted: dict, src: str, null_ids: str) -> tuple
         )
     keep = pc.invert(missing)
     columns = {k: c.filter(keep) for k, c in columns.items()}
-    if len(columns["u"]) == 0:
+    if len(columns["user"]) == 0:
         raise ValidationError(f"{src}: no rows left after dropping {n_missing} rows with empty values")
     return columns, n_missing
 

@@ -1,4 +1,5 @@
-"""Normalising columns: ids as int64 or text, times as microseconds since 1970 (UTC), one type per kind of value."""
+"""Normalising columns: ids as int64 or text, times as microseconds since 1970 (UTC), weights as
+float64, one type per kind of value."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ _UNIT_US = {"s": 1_000_000, "ms": 1_000}
 # Numbers below _SECONDS_BELOW are unix seconds (until the year 5138), others milliseconds; numbers from
 # _SECONDS_FROM (1973-03-03 as seconds, 1970-01-02 as milliseconds) beside milliseconds are seconds mixed in.
 _SECONDS_FROM, _SECONDS_BELOW = 1e8, 1e11
+_NUMBER = r"(?i)^\s*[-+]?((\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?|nan|inf|infinity)\s*$"  # what Arrow casts to a float
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -73,6 +75,37 @@ def normalise_ids(col: pa.ChunkedArray, src: str, name: str) -> tuple[pa.Chunked
             return col.cast(pa.int64(), safe=False), "integer"
         raise ValidationError(f"{src}: column {name!r} holds fractional numbers; ids must be text or integers")
     raise ValidationError(f"{src}: column {name!r} holds {kind} values; ids must be text or integers")
+
+
+def normalise_weights(col: pa.ChunkedArray, src: str, name: str) -> pa.ChunkedArray:
+    """Weights (ratings, play counts) as float64 numbers >= 0; NaN and empty values are missing (null)."""
+    col = _plain(col)
+    kind = col.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            col = col.cast(pa.float64())
+        except pa.ArrowInvalid:
+            bad = pc.invert(pc.match_substring_regex(col, _NUMBER))
+            first = pc.index(bad, True).as_py()
+            example = f", e.g. {col[first].as_py()!r} (data row {first + 1})" if first >= 0 else ""
+            raise ValidationError(f"{src}: column {name!r} holds values that are not numbers{example}; "
+                                  "weights must be numbers") from None
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise ValidationError(f"{src}: column {name!r} holds {kind} values; weights must be numbers")
+    col = col.cast(pa.float64())
+    nan = pc.is_nan(col)
+    if pc.any(nan).as_py():
+        col = pc.if_else(nan, pa.scalar(None, pa.float64()), col)
+    low, high = pc.min_max(col).values()
+    if high.as_py() == float("inf"):
+        raise ValidationError(f"{src}: column {name!r} holds infinite weights")
+    if low.as_py() is not None and low.as_py() < 0:
+        first = pc.index(pc.less(col, 0), True).as_py()
+        raise ValidationError(
+            f"{src}: column {name!r} holds negative weights, e.g. {col[first].as_py()!r} (data row {first + 1}); "
+            "weights (ratings, counts) must be 0 or more"
+        )
+    return col
 
 
 def _longest_bytes(chunk: pa.Array) -> int:

@@ -25,17 +25,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from workbench.errors import NotFoundError
+from workbench.errors import NotFoundError, ValidationError, check_choice
 
 INFO_FILE = "snapshot.json"
 FORMAT_VERSION = 1
+WEIGHTINGS = ("binary", "count", "raw")  # what interaction_matrix puts in each (user, item) cell
 _EPOCH = datetime(1970, 1, 1)
 # Chosen for write speed and for reading the two code columns fast (see bench/bench_import.py):
 # sorted user codes shrink to almost nothing, item codes and times hardly compress, and the
 # dictionary indices of sorted user ids compress well enough with lz4. zstd of item ids would
 # cost 40 ms at 10M rows to save 6% of their 20 MB.
 _PARQUET_OPTIONS = dict(
-    compression={"user_id": "lz4", "item_id": "none", "user_code": "zstd", "item_code": "none", "time": "none"},
+    compression={"user_id": "lz4", "item_id": "none", "user_code": "zstd", "item_code": "none", "time": "none",
+                 "weight": "zstd"},
     use_dictionary=["user_id", "item_id"],
     write_statistics=["user_code", "item_code", "time"],  # statistics of dictionary columns are slow to write
     dictionary_pagesize_limit=1 << 28,  # keeps large id dictionaries dictionary-encoded
@@ -58,6 +60,7 @@ class InteractionSnapshot:
     source: str
     dropped: dict
     id_types: dict
+    weighted: bool = False  # interactions.parquet has a `weight` column
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,11 @@ class MetadataSnapshot:
 
 def write_interactions(dest_root: Path, user_ids: pa.Array, item_ids: pa.Array, ucodes: np.ndarray,
                        icodes: np.ndarray, t: np.ndarray | None, source: str, dropped: dict, id_types: dict,
-                       pool: ThreadPoolExecutor | None = None) -> InteractionSnapshot:
+                       pool: ThreadPoolExecutor | None = None, w: np.ndarray | None = None) -> InteractionSnapshot:
     """Publish sorted, encoded rows as a snapshot under `dest_root` (kept as it is if already there).
 
     user_ids, item_ids: the ids in code order; ucodes, icodes: each row's codes; t: each row's time
-    in microseconds since 1970, or None.
+    in microseconds since 1970, or None; w: each row's weight (float64), or None.
     """
     info = {
         "format_version": FORMAT_VERSION,
@@ -91,6 +94,8 @@ def write_interactions(dest_root: Path, user_ids: pa.Array, item_ids: pa.Array, 
         "dropped": dropped,
         "id_types": id_types,
     }
+    if w is not None:  # absent otherwise: snapshots written before weights read the same
+        info["weighted"] = True
 
     def write_rows(tmp: Path) -> None:
         inter = {
@@ -101,6 +106,8 @@ def write_interactions(dest_root: Path, user_ids: pa.Array, item_ids: pa.Array, 
         }
         if t is not None:
             inter["time"] = pa.array(t.view("datetime64[us]"))
+        if w is not None:
+            inter["weight"] = w
         pq.write_table(pa.table(inter), tmp / "interactions.parquet", **_PARQUET_OPTIONS)
 
     def write_rest(tmp: Path) -> None:
@@ -109,7 +116,7 @@ def write_interactions(dest_root: Path, user_ids: pa.Array, item_ids: pa.Array, 
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1))
 
     def name() -> str:
-        info["fingerprint"] = _fingerprint(user_ids, item_ids, ucodes, icodes, t, id_types)
+        info["fingerprint"] = _fingerprint(user_ids, item_ids, ucodes, icodes, t, id_types, w)
         return info["fingerprint"]
 
     path = _publish(Path(dest_root), name, write_rows, write_rest, pool)
@@ -137,8 +144,11 @@ def write_metadata(dest_root: Path, table: pa.Table, source: str) -> MetadataSna
     return MetadataSnapshot(path, fingerprint, table.num_rows, tuple(table.column_names), source)
 
 
-def _fingerprint(user_ids, item_ids, ucodes, icodes, t, id_types) -> str:
-    digest = hashlib.sha256(json.dumps({"v": FORMAT_VERSION, "ids": id_types, "time": t is not None}).encode())
+def _fingerprint(user_ids, item_ids, ucodes, icodes, t, id_types, w=None) -> str:
+    header = {"v": FORMAT_VERSION, "ids": id_types, "time": t is not None}
+    if w is not None:  # unweighted snapshots keep the fingerprints they had before weights
+        header["weight"] = True
+    digest = hashlib.sha256(json.dumps(header).encode())
     for ids in (user_ids, item_ids):
         if pa.types.is_integer(ids.type):
             digest.update(np.ascontiguousarray(ids.to_numpy(), dtype="<i8"))
@@ -151,6 +161,8 @@ def _fingerprint(user_ids, item_ids, ucodes, icodes, t, id_types) -> str:
     digest.update(np.ascontiguousarray(icodes, dtype="<i4"))
     if t is not None:
         digest.update(np.ascontiguousarray(t, dtype="<i8"))
+    if w is not None:
+        digest.update(np.ascontiguousarray(w, dtype="<f8"))
     return digest.hexdigest()
 
 
@@ -202,6 +214,7 @@ def _snapshot_from_info(path: Path, info: dict) -> InteractionSnapshot:
         path=path, fingerprint=info["fingerprint"], n_rows=info["n_rows"], n_users=info["n_users"],
         n_items=info["n_items"], time_min=when(info["time_min"]), time_max=when(info["time_max"]),
         source=info["source"], dropped=dict(info["dropped"]), id_types=dict(info["id_types"]),
+        weighted=info.get("weighted", False),
     )
 
 
@@ -216,30 +229,52 @@ def _us_to_datetime(us: int) -> datetime:
 # Reading back
 
 
-def interaction_matrix(snapshot_path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """The user x item CSR matrix (1.0 per distinct pair, float64 as irspack uses), user ids, item ids."""
+def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The user x item CSR matrix (float64, as irspack uses), the user ids and the item ids.
+
+    Each (user, item) pair seen holds, by `weighting`: "binary" 1.0; "count" its number of rows;
+    "raw" the sum of its rows' weights (a snapshot imported with weight_column). Transforms such as
+    log1p confidence or a rating threshold apply to these.
+    """
+    check_choice("weighting", weighting, WEIGHTINGS)
     path = Path(snapshot_path)
-    codes = pq.read_table(path / "interactions.parquet", columns=["user_code", "item_code"])
+    rows = path / "interactions.parquet"
+    columns = ["user_code", "item_code"]
+    if weighting == "raw":
+        if "weight" not in pq.read_schema(rows).names:
+            raise ValidationError(f"{path}: this snapshot has no weights (it was imported without weight_column), "
+                                  "so weighting='raw' cannot apply")
+        columns.append("weight")
+    table = pq.read_table(rows, columns=columns)
     users = _read_ids(path / "users.parquet")
     items = _read_ids(path / "items.parquet")
-    u = codes.column(0).to_numpy()
-    i = codes.column(1).to_numpy()
+    u = table.column(0).to_numpy()
+    i = table.column(1).to_numpy()
     first = np.empty(len(u), dtype=bool)  # first row of each (user, item) pair; rows are sorted
     first[:1] = True
     np.not_equal(i[1:], i[:-1], out=first[1:])
     first[1:] |= u[1:] != u[:-1]
-    if not first.all():
-        u, i = u[first], i[first]
+    starts = None if first.all() else np.flatnonzero(first)
+    if weighting == "raw":
+        w = table.column(2).to_numpy()
+        values = w.copy() if starts is None else np.add.reduceat(w, starts)  # Arrow's buffers are read-only
+    elif weighting == "count" and starts is not None:
+        values = np.diff(np.append(starts, len(u))).astype(np.float64)
+    else:
+        values = np.ones(len(u) if starts is None else len(starts))
+    if starts is not None:
+        u, i = u[starts], i[starts]
     index = np.int32 if len(i) < 2**31 else np.int64
     indices = i.astype(index, copy=not i.flags.writeable)  # scipy may sort or deduplicate in place
     indptr = np.searchsorted(u, np.arange(len(users) + 1, dtype=u.dtype)).astype(index)
-    matrix = sp.csr_matrix((np.ones(len(i)), indices, indptr), shape=(len(users), len(items)), copy=False)
+    matrix = sp.csr_matrix((values, indices, indptr), shape=(len(users), len(items)), copy=False)
     matrix.has_sorted_indices = True
     return matrix, users, items
 
 
 def read_interactions(snapshot_path) -> pd.DataFrame:
-    """All rows: user_id, item_id, user_code, item_code and time if present, sorted by code and time."""
+    """All rows: user_id, item_id, user_code, item_code, then time and weight if present, sorted by
+    codes, time and weight."""
     return pq.read_table(Path(snapshot_path) / "interactions.parquet").to_pandas()
 
 
