@@ -36,8 +36,8 @@ SHARED = ROOT.parent / "shared" / "data"
 CSR_TARGET_S = 0.35
 SLOW_BASELINE_S = 20.0  # a baseline run slower than this is not repeated
 # the steps of build_interaction_snapshot (pyinstrument frame names) as the report names them
-PHASES = {"_open": "open and sniff", "fetch": "read rows", "_epoch_us": "parse times", "_encode_columns": "encode ids",
-          "_sort_rows": "sort rows", "_publish": "write Parquet + fingerprint"}
+PHASES = {"open_source": "open and sniff", "fetch": "read rows", "epoch_us": "parse times", "encode_columns": "encode ids",
+          "sort_rows": "sort rows", "write_interactions": "write Parquet + fingerprint"}
 
 
 def generate(work: Path, n: int) -> dict[str, Path]:

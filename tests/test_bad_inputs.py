@@ -106,6 +106,9 @@ CASES = [
     ("header only", imp("header_only.csv"), ValidationError, "no data rows (only a header line)"),
     ("no header line", imp("no_header.csv"), ValidationError, "seems to have no header line"),
     ("ragged rows", imp("ragged_rows.csv"), ValidationError, "fields"),
+    ("a header of 50,000 columns", generated("wide.csv", ",".join(["user_id", "item_id", "timestamp"] + [
+        f"c{k}" for k in range(49_997)]) + "\n" + ",".join(["u1", "i1", "1700000000"] + ["1"] * 49_997) + "\n"),
+     ValidationError, "sources of more than 2,048 columns are refused"),
     ("a huge line", generated("huge_line.csv", "user_id,item_id,timestamp\nu1,i1," + "9" * 3_000_000 + "\n"),
      ValidationError, "Maximum line size"),
     # -- ids
@@ -114,6 +117,8 @@ CASES = [
      "1 rows have no value in column 'item_id' (first at data row 2)"),
     ("NaN ids in a DataFrame", lambda c: c.ws.import_training_data("shop", pd.DataFrame(
         {"user_id": [np.nan, np.nan], "item_id": ["i1", "i2"], "timestamp": [1, 2]})), ValidationError, "no rows left"),
+    ("nan ids, rejected", imp("nan_ids.csv", null_ids="reject"), ValidationError,
+     "2 rows have no value in column 'user_id' (first at data row 2)"),
     ("ids of 10k characters", generated("long_ids.csv", f"user_id,item_id,timestamp\n{LONG_ID},i1,1700000000\n"),
      ValidationError, "characters"),
     ("mixed id types", lambda c: c.ws.import_training_data("shop", pd.DataFrame(
@@ -135,6 +140,8 @@ CASES = [
     ("not a time", imp("timestamp_not_a_time.csv"), ValidationError, "values that are not times, e.g. 'yesterday'"),
     ("NaN timestamps", imp("timestamp_nan.csv"), ValidationError, "infinite or NaN times"),
     ("negative timestamps", imp("timestamp_negative.csv"), ValidationError, "negative"),
+    ("seconds and milliseconds mixed", imp("timestamp_mixed_units.csv"), ValidationError,
+     "mixes unix seconds and milliseconds: 1 values look like seconds, e.g. 1700000100 (data row 2)"),
     ("time unit on dates", lambda c: c.ws.import_training_data("shop", clustered_interactions(), time_unit="s"),
      ValidationError, "already holds dates or times"),
     # -- JSON that is not records
@@ -148,6 +155,12 @@ CASES = [
      "give time_column"),
     ("failing SQL", lambda c: c.ws.import_training_data("shop", "SELECT * FROM no_such_table"), ValidationError,
      "the query failed"),
+    ("SQL: more than one statement", lambda c: c.ws.import_training_data(
+        "shop", f"SELECT 1 AS user_id; COPY (SELECT 1) TO '{c.root / 'written.csv'}'"), ValidationError,
+     "a source query must be exactly one SELECT statement, got 2 (SELECT + COPY)"),
+    ("SQL: reads the signing key", lambda c: c.ws.import_training_data(
+        "shop", f"SELECT content AS user_id FROM read_text('{c.ws.key_file}')"), ValidationError,
+     "the query may not read"),
     ("not a source at all", lambda c: c.ws.import_training_data("shop", 42), ValidationError,
      "source must be a file path, a pandas DataFrame or a SQL query"),
     # -- item metadata

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from workbench import data
+from workbench.data import delimited, encode, engine
 from workbench.errors import NotFoundError, ValidationError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -98,7 +99,8 @@ def test_row_order_does_not_change_the_fingerprint(frame, reference, tmp_path):
 
 def test_sql_source(frame, reference, tmp_path):
     path = write(frame, tmp_path / "a.csv")
-    snap = data.build_interaction_snapshot(f"  select * FROM read_csv('{path}')", tmp_path / "s", **COLUMNS)
+    sandbox = data.SqlSandbox((tmp_path,))
+    snap = data.build_interaction_snapshot(f"  select * FROM read_csv('{path}')", tmp_path / "s", **COLUMNS, sandbox=sandbox)
     assert snap.fingerprint == reference.fingerprint
     assert snap.source.startswith("SQL: select")
     with pytest.raises(ValidationError, match=r"SQL: SELECT \* FROM nowhere: the query failed: .*nowhere"):
@@ -164,9 +166,9 @@ def test_integer_ids_in_a_table_or_hashed_give_the_same_snapshot(spread, tmp_pat
     rng = np.random.default_rng(1)
     users = rng.integers(-50, 50, 3000) * spread
     frame = pd.DataFrame({"user": users, "item": rng.integers(2**40, 2**40 + 300, 3000), "ts": rng.integers(0, 10**9, 3000)})
-    assert (data._encode_dense_integers(pa.chunked_array([users])) is not None) == (spread == 1)
+    assert (encode.encode_dense_integers(pa.chunked_array([users])) is not None) == (spread == 1)
     snap = data.build_interaction_snapshot(frame, tmp_path / "a", **COLUMNS)
-    monkeypatch.setattr(data, "_DENSE_SLOTS_PER_ROW", -(2**40))  # no column qualifies for the table
+    monkeypatch.setattr(encode, "DENSE_SLOTS_PER_ROW", -(2**40))  # no column qualifies for the table
     hashed = data.build_interaction_snapshot(frame, tmp_path / "b", **COLUMNS)
     assert snap.fingerprint == hashed.fingerprint
     X, user_ids, item_ids = data.interaction_matrix(snap.path)
@@ -222,8 +224,8 @@ def test_text_times_are_utc_whatever_the_local_zone(tmp_path):
         "SELECT * FROM (VALUES ('a', 'x', '2024-01-01 00:00:00'), ('b', 'y', '2024-01-02T00:00:00+01:00')) "
         "AS t(user, item, ts)"
     )
-    with data._Session() as session:  # as if the machine's zone were New York
-        database = data._Session._database[1]
+    with engine.Session() as session:  # as if the machine's zone were New York
+        database = engine.Session._database[1]
         zone = session.con.sql("SELECT current_setting('TimeZone')").fetchall()[0][0]
     database.execute("SET GLOBAL TimeZone = 'America/New_York'")
     try:
@@ -278,6 +280,60 @@ def test_null_ids_are_dropped_and_counted_or_rejected(frame, tmp_path):
     assert str(path) in message and "3 rows have no value in column 'user' / 'item'" in message
     assert "first at data row 6" in message
     assert entries(dest) == []
+
+
+@pytest.mark.parametrize("where", ["csv sample", "csv beyond the sample", "parquet", "dataframe"])
+def test_nan_in_number_ids_is_a_missing_id(where, tmp_path):
+    """Never user -9223372036854775808: NaN ids are dropped and counted, or refused."""
+    users = [1, 2, float("nan"), 3, float("nan")] if where != "csv beyond the sample" else list(range(3000)) + ["nan", "NaN"]
+    frame = pd.DataFrame({"user": users, "item": 7})
+    if where == "parquet":
+        source = write(frame, tmp_path / "n.parquet")
+    elif where == "dataframe":
+        source = frame
+    else:
+        source = tmp_path / "n.csv"
+        source.write_text("user,item\n" + "".join(f"{'nan' if u != u else u},7\n" for u in users))
+        if where == "csv sample":
+            source.write_text(source.read_text().replace("nan,7\n", "NaN,7\n", 1))
+    snap = data.build_interaction_snapshot(source, tmp_path / "s", user_column="user", item_column="item")
+    assert snap.dropped["null_ids"] == 2 and snap.n_rows == len(users) - 2
+    assert snap.id_types["user"] == "integer" and data.interaction_matrix(snap.path)[1].min() >= 0
+    assert_rejected(source, tmp_path / "r", "2 rows have no value in column 'user'", user_column="user",
+                    item_column="item", time_column=None, null_ids="reject")
+    assert_rejected(pd.DataFrame({"user": [1.0, float("inf")], "item": 7}), tmp_path / "r", "holds infinite numbers",
+                    user_column="user", item_column="item", time_column=None)
+
+
+def test_seconds_and_milliseconds_mixed_are_refused_unless_a_unit_is_given(tmp_path):
+    ms = 1_704_067_200_000  # 2024-01-01 in milliseconds
+    frame = pd.DataFrame({"user": ["a", "b", "c"], "item": "x", "ts": [ms, ms // 1000 + 60, ms + 1000]})
+    message = assert_rejected(frame, tmp_path / "s", "column 'ts' mixes unix seconds and milliseconds",
+                              "1 values look like seconds, e.g. 1704067260 (data row 2)", "give time_unit=")
+    path = write(frame, tmp_path / "t.csv")
+    assert assert_rejected(path, tmp_path / "s") == message.replace("DataFrame", str(path))
+    as_ms = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS, time_unit="ms")
+    assert as_ms.time_min == datetime(1970, 1, 20, 17, 21, 7, 260000)  # what the user asked for
+    tiny = frame.assign(ts=[ms, 0, 86_400_000])  # values of 1970 in both units are no sign of seconds
+    assert data.build_interaction_snapshot(tiny, tmp_path / "s", **COLUMNS).time_min == datetime(1970, 1, 1)
+
+
+def test_sources_of_too_many_columns_are_refused(tmp_path):
+    names = ["user", "item"] + [f"c{k}" for k in range(3000)]
+    csv = tmp_path / "wide.csv"
+    csv.write_text(",".join(names) + "\n" + ",".join(["1"] * len(names)) + "\n")
+    assert_rejected(csv, tmp_path / "s", "wide.csv: 3,002 columns; sources of more than 2,048 columns are refused",
+                    "is the delimiter right?", time_column=None)
+    parquet = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({n: [1] for n in names}), parquet)
+    assert_rejected(parquet, tmp_path / "s", "wide.parquet: 3,002 columns", time_column=None)
+    with pytest.raises(ValidationError, match="3,002 columns"):
+        data.build_metadata_snapshot(csv, tmp_path / "m", item_column="item")
+    query = "SELECT " + ", ".join(f"1 AS {n}" for n in names)
+    assert_rejected(query, tmp_path / "s", "3,002 columns", time_column=None)
+    wide_text = ",".join(names[:2] + [f"a_long_column_name_{k:06d}" for k in range(6000)])  # longer than the sample
+    csv.write_text(wide_text + "\n" + ",".join(["1"] * 6002) + "\n")
+    assert_rejected(csv, tmp_path / "s", "wide.csv: at least ", "columns are refused", time_column=None)
 
 
 def test_duplicate_policies(tmp_path):
@@ -397,6 +453,63 @@ def test_explicit_delimiter(frame, reference, tmp_path):
     assert snap.fingerprint == reference.fingerprint
 
 
+# Preview and column mapping: the same reader as an import
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.dat", "a.parquet.gz", "a.ndjson", "with.csv"])
+def test_preview_reads_the_first_rows_as_an_import_does(name, frame, tmp_path):
+    path = write(frame, tmp_path / name)
+    shown = data.preview(path, n_rows=5)
+    assert shown.source == str(path) and shown.columns == ["user", "item", "ts", "rating"]
+    assert shown.types["user"] == "string" and shown.types["ts"] == "int64"
+    assert shown.rows.to_dict("records") == frame.head(5).to_dict("records")
+    assert len(data.preview(str(path)).rows) == data.PREVIEW_ROWS
+
+
+def test_preview_of_queries_frames_and_what_cannot_be_read(frame, tmp_path):
+    path = write(frame, tmp_path / "a.csv")
+    query = f"SELECT user AS visitor, ts FROM read_csv('{path}') ORDER BY ts"
+    shown = data.preview(query, n_rows=3, sandbox=data.SqlSandbox((tmp_path,)))
+    assert shown.columns == ["visitor", "ts"] and shown.source.startswith("SQL: SELECT user AS visitor")
+    assert list(shown.rows.ts) == sorted(frame.ts)[:3]
+    assert data.preview(frame, n_rows=2).rows.equals(frame.head(2))
+    with pytest.raises(ValidationError, match="with.csv: no such file"):  # a file name, not a WITH query
+        data.preview(tmp_path / "with.csv")
+    with pytest.raises(ValidationError, match="with.csv: no such file"):
+        data.preview(str(tmp_path / "with.csv"))
+    with pytest.raises(ValidationError, match="not UTF-8 text"):
+        (tmp_path / "latin1.csv").write_bytes(b"user,item\ncaf\xe9,1\n")
+        data.preview(tmp_path / "latin1.csv")
+    with pytest.raises(ValidationError, match="n_rows must be a positive whole number"):
+        data.preview(frame, n_rows=0)
+
+
+def test_column_mapping_reads_through_the_same_reader(frame, reference, tmp_path):
+    renamed = frame.rename(columns={"user": "visitor", "item": "product", "ts": "when"})
+    mapping = {"user": "visitor", "item": "product", "time": "when"}
+    for name in ("a.csv", "a.dat", "a.parquet.gz", "a.json"):  # sniffed delimiters, gzipped Parquet, JSON
+        path = write(renamed, tmp_path / name)
+        snap = data.build_interaction_snapshot(path, tmp_path / "s", **COLUMNS, columns=mapping)
+        assert snap.fingerprint == reference.fingerprint, name
+    partly = data.build_interaction_snapshot(frame.rename(columns={"item": "product"}), tmp_path / "s", **COLUMNS,
+                                             columns={"item": "product"})
+    assert partly.fingerprint == reference.fingerprint
+    assert_rejected(frame, tmp_path / "t", "item column 'product' not found", columns={"item": "product"})
+    assert_rejected(frame, tmp_path / "t", "columns maps 'rating': the roles are 'user', 'item', 'time', 'weight'",
+                    columns={"rating": "rating"})
+    assert_rejected(frame, tmp_path / "t", "columns maps 'time', but this import has no time column",
+                    time_column=None, columns={"time": "ts"})
+    assert_rejected(frame, tmp_path / "t", "columns['user'] must be a column name", columns={"user": None})
+
+
+def test_ids_beyond_the_sniffed_sample_in_a_mapped_column_stay_text(tmp_path):
+    """The type fallback applies to mapped columns too (the dashboard's old reader lost it)."""
+    path = write(pd.DataFrame({"visitor": list(range(3000)) + ["x7"], "product": 1}), tmp_path / "mixed.csv")
+    snap = data.build_interaction_snapshot(path, tmp_path / "s", user_column="user", item_column="item",
+                                           columns={"user": "visitor", "item": "product"})
+    assert snap.id_types == {"user": "string", "item": "integer"} and snap.n_users == 3001
+
+
 # Item metadata
 
 
@@ -430,11 +543,14 @@ def test_movielens_100k(tmp_path):
     assert snap.time_min.year == 1997 and snap.time_max.year == 1998
     X, users, items = data.interaction_matrix(snap.path)
     assert X.shape == (943, 1682) and X.nnz == 100_000 and users[0] == 1 and items[-1] == 1682
+    # snapshots keep their fingerprints from one version to the next (tuning workers compare them)
+    assert snap.fingerprint == "62af30e4b9fa44317c58a32be05b540ae48f6535204ad8cb429ab3319dcc353b"
 
 
 def test_lastfm_2k(tmp_path):
     snap = data.build_interaction_snapshot(shared("lastfm-2k", "user_artists.dat"), tmp_path, user_column="userID", item_column="artistID")
     assert (snap.n_rows, snap.n_users, snap.n_items) == (92_834, 1892, 17_632)
+    assert snap.fingerprint == "f88d1d0d76921f57e99257def7685e464f5e2bdb69c2f0de1a4a4530f8aeedf7"
     meta = data.build_metadata_snapshot(shared("lastfm-2k", "artists.dat"), tmp_path, item_column="id")
     assert meta.n_rows == 17_632 and meta.columns == ("item_id", "name", "url", "pictureURL")
 
@@ -442,11 +558,11 @@ def test_lastfm_2k(tmp_path):
 @pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.dat", "a.csv.gz"])
 def test_arrow_csv_reader_and_parallel_steps_give_the_same_snapshot(name, frame, reference, tmp_path, monkeypatch):
     """Plain files take Arrow's CSV reader, large ones the threaded encode: same content as a DataFrame."""
-    monkeypatch.setattr(data, "_PARALLEL_ROWS", 2)
+    monkeypatch.setattr(encode, "PARALLEL_ROWS", 2)
     snap = data.build_interaction_snapshot(write(frame, tmp_path / name), tmp_path / "s", **COLUMNS)
     assert snap.fingerprint == reference.fingerprint
     last = data.build_interaction_snapshot(frame, tmp_path / "ref", duplicates="last", **COLUMNS)
-    monkeypatch.setattr(data, "_PARALLEL_ROWS", 1 << 30)
+    monkeypatch.setattr(encode, "PARALLEL_ROWS", 1 << 30)
     assert data.build_interaction_snapshot(frame, tmp_path / "ref2", duplicates="last", **COLUMNS).fingerprint == last.fingerprint
 
 
@@ -457,7 +573,7 @@ def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
     path = tmp_path / "q.csv"
     path.write_text(text)
     with monkeypatch.context() as duckdb_only:
-        duckdb_only.setattr(data, "_arrow_csv_options", lambda *args: None)
+        duckdb_only.setattr(delimited, "_arrow_csv_options", lambda *args: None)
         slow = data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     fast = data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
     assert (fast.fingerprint, fast.dropped, fast.n_rows) == (slow.fingerprint, slow.dropped, slow.n_rows)
@@ -465,7 +581,107 @@ def test_arrow_csv_reader_reads_like_duckdb(tmp_path, monkeypatch):
     path.write_text("user,item,ts\nu1,i1,1700000000\nu2,i2,1700000001,9\n")  # a ragged row: DuckDB's error
     with pytest.raises(ValidationError) as error:
         data.build_interaction_snapshot(path, tmp_path / "b", **COLUMNS)
-    monkeypatch.setattr(data, "_arrow_csv_options", lambda *args: None)
+    monkeypatch.setattr(delimited, "_arrow_csv_options", lambda *args: None)
     with pytest.raises(ValidationError) as expected:
         data.build_interaction_snapshot(path, tmp_path / "a", **COLUMNS)
     assert str(error.value) == str(expected.value)
+
+
+# Interaction weights (ratings, play counts)
+
+
+def test_weights_are_kept_and_summed_on_request(frame, reference, tmp_path):
+    weighted = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS, weight_column="rating")
+    assert weighted.weighted and not reference.weighted and weighted.fingerprint != reference.fingerprint
+    assert data.snapshot_info(weighted.path) == weighted
+    assert "weighted" not in json.loads((reference.path / "snapshot.json").read_text())  # unweighted: as before
+    assert "weight" not in pq.read_schema(reference.path / "interactions.parquet").names
+    rows = data.read_interactions(weighted.path)
+    assert list(rows.columns) == ["user_id", "item_id", "user_code", "item_code", "time", "weight"]
+    assert sorted(zip(rows.user_id, rows.item_id, rows.weight)) == sorted(zip(frame.user, frame.item, frame.rating.astype(float)))
+
+    binary, users, items = data.interaction_matrix(weighted.path)
+    assert (binary != data.interaction_matrix(reference.path)[0]).nnz == 0  # binary by default, weights or not
+    raw, _, _ = data.interaction_matrix(weighted.path, weighting="raw")
+    count, _, _ = data.interaction_matrix(weighted.path, weighting="count")
+    sums = frame.groupby(["user", "item"]).rating.agg(["sum", "size"])
+    for (user, item), (total, size) in sums.iterrows():
+        u, i = list(users).index(user), list(items).index(item)
+        assert raw[u, i] == total and count[u, i] == size and binary[u, i] == 1.0
+    assert raw.nnz == count.nnz == binary.nnz == len(sums) and raw.has_sorted_indices
+    assert np.array_equal((raw >= 4).astype(float).toarray(), (raw.toarray() >= 4).astype(float))  # a threshold above
+    raw.data = np.log1p(raw.data)  # a confidence transform above, on a matrix of its own
+    assert data.interaction_matrix(weighted.path, weighting="raw")[0].sum() == frame.rating.sum()
+    assert np.array_equal(data.interaction_matrix(reference.path, weighting="count")[0].toarray(), count.toarray())
+    with pytest.raises(ValidationError, match="has no weights"):
+        data.interaction_matrix(reference.path, weighting="raw")
+    with pytest.raises(ValidationError, match="weighting must be one of 'binary', 'count', 'raw'"):
+        data.interaction_matrix(reference.path, weighting="log")
+
+
+@pytest.mark.parametrize("timed", [True, False])
+def test_weighted_snapshots_do_not_depend_on_row_order_or_reader(timed, tmp_path, monkeypatch):
+    """Repeated pairs with different weights: the same content whatever the order, file or sort path."""
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"user": rng.integers(0, 20, 2000), "item": rng.integers(0, 15, 2000),
+                          "ts": rng.integers(1_600_000_000, 1_600_000_050, 2000), "w": rng.integers(0, 4, 2000) / 2})
+    options = dict(COLUMNS, weight_column="w") if timed else dict(user_column="user", item_column="item", weight_column="w")
+    snap = data.build_interaction_snapshot(frame, tmp_path / "a", **options)
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    assert data.build_interaction_snapshot(shuffled, tmp_path / "b", **options).fingerprint == snap.fingerprint
+    assert data.build_interaction_snapshot(write(shuffled, tmp_path / "w.csv"), tmp_path / "c", **options).fingerprint == snap.fingerprint
+    monkeypatch.setattr(encode, "PARALLEL_ROWS", 2)
+    assert data.build_interaction_snapshot(shuffled, tmp_path / "d", **options).fingerprint == snap.fingerprint
+    rows = data.read_interactions(snap.path)
+    keys = list(zip(rows.user_code, rows.item_code, *([rows.time] if timed else []), rows.weight))
+    assert keys == sorted(keys)
+    if timed:
+        last = data.build_interaction_snapshot(shuffled, tmp_path / "e", **options, duplicates="last")
+        kept = data.read_interactions(last.path)
+        latest = frame.sort_values(["ts", "w"]).groupby(["user", "item"]).tail(1)
+        assert sorted(zip(kept.user_id, kept.item_id, kept.weight)) == sorted(zip(latest.user, latest.item, latest.w))
+
+
+def test_bad_weights(frame, tmp_path):
+    frame = frame.astype({"rating": float})
+    frame.loc[[3, 8], "rating"] = np.nan  # missing weights: dropped and counted like missing ids
+    snap = data.build_interaction_snapshot(frame, tmp_path / "s", **COLUMNS, weight_column="rating")
+    assert snap.dropped["null_ids"] == 2 and snap.n_rows == len(frame) - 2
+    assert_rejected(frame, tmp_path / "r", "2 rows have no value in column 'rating' (first at data row 4)",
+                    weight_column="rating", null_ids="reject")
+    assert_rejected(frame.assign(rating=-frame.rating.fillna(1)), tmp_path / "r", "column 'rating' holds negative weights",
+                    "(data row 1)", weight_column="rating")
+    assert_rejected(frame.assign(rating=np.inf), tmp_path / "r", "holds infinite weights", weight_column="rating")
+    assert_rejected(frame.assign(rating=True), tmp_path / "r", "holds bool values; weights must be numbers",
+                    weight_column="rating")
+    assert_rejected(frame, tmp_path / "r", "weight column 'stars' not found", weight_column="stars")
+    longer = pd.concat([frame] * 8, ignore_index=True)  # the text is beyond the sniffed sample
+    longer["rating"] = ["4"] * (len(longer) - 1) + ["lots"]
+    assert_rejected(write(longer, tmp_path / "t.csv"), tmp_path / "r", "column 'rating' holds values that are not "
+                    f"numbers, e.g. 'lots' (data row {len(longer)})", weight_column="rating")
+
+
+def test_workspace_passes_weights_through(workspace, project):
+    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "x", "y"], "stars": [5, 3, 4],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
+    record = workspace.import_training_data(project, frame, weight_column="stars")
+    X, users, items = workspace.interaction_matrix(record, weighting="raw")
+    assert X.toarray().tolist() == [[8.0, 0.0], [0.0, 4.0]] and list(users) == ["a", "b"]
+    assert workspace.interaction_matrix(record)[0].toarray().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_lastfm_play_counts_and_movielens_ratings_as_weights(tmp_path):
+    plays = data.build_interaction_snapshot(shared("lastfm-2k", "user_artists.dat"), tmp_path, user_column="userID",
+                                            item_column="artistID", weight_column="weight")
+    counts = pd.read_csv(shared("lastfm-2k", "user_artists.dat"), sep="\t")
+    X, users, items = data.interaction_matrix(plays.path, weighting="raw")
+    assert X.nnz == 92_834 and X.sum() == counts.weight.sum()
+    assert X[np.searchsorted(users, 2), np.searchsorted(items, 51)] == 13_883
+    ratings = data.build_interaction_snapshot(shared("ml-100k", "u.data"), tmp_path, user_column="column0",
+                                              item_column="column1", time_column="column3", weight_column="column2")
+    table = pd.read_csv(shared("ml-100k", "u.data"), sep="\t", names=["user", "item", "rating", "ts"])
+    R, users, items = data.interaction_matrix(ratings.path, weighting="raw")
+    assert R.nnz == 100_000 and R.sum() == table.rating.sum() and R.max() == 5.0
+    assert (R >= 4).nnz == (table.rating >= 4).sum()  # "rating >= 4 counts as positive"
+    first = table.iloc[0]
+    assert R[np.searchsorted(users, first["user"]), np.searchsorted(items, first["item"])] == first["rating"]

@@ -100,14 +100,14 @@ IMPORT_CHILD = """
     import sys, time
     from pathlib import Path
     import workbench as wb
-    from workbench import data
+    import pyarrow.parquet as pq
     home, source, marker, what = sys.argv[1:5]
-    real = data.pq.write_table
+    real = pq.write_table
     def write_then_hang(table, where, **options):
         real(table, where, **options)
         Path(marker).write_text(str(where))
         time.sleep(600)
-    data.pq.write_table = write_then_hang
+    pq.write_table = write_then_hang
     ws = wb.open(home)
     if what == "interactions":
         ws.import_training_data("shop", source)

@@ -137,7 +137,9 @@ def test_data_upload_sql_metadata_and_inline_validation_errors(workspace, projec
     assert (Path(workspace.data_dir) / "uploads" / "up_load.csv").exists()
 
     app.source_tabs.selected_index = 2
-    app.sql.value = f"SELECT * FROM read_csv('{Path(workspace.data_dir) / 'uploads' / 'up_load.csv'}') WHERE user_id <> 'u0'"
+    (workspace.home / "imports").mkdir()  # queries read the folders declared for data, not data/ (uploads)
+    (workspace.home / "imports" / "up_load.csv").write_bytes(csv)
+    app.sql.value = f"SELECT * FROM read_csv('{workspace.home / 'imports' / 'up_load.csv'}') WHERE user_id <> 'u0'"
     app.data_name.value = "without u0"
     app.import_data(background=False)
     assert app.import_message.kind == "success", app.import_message.message
@@ -161,6 +163,29 @@ def test_data_upload_sql_metadata_and_inline_validation_errors(workspace, projec
     app.import_metadata(background=False)
     assert app.meta_message.kind == "success", app.meta_message.message
     assert "20 items" in app.meta_info.value and "Title 10" in app.meta_info.value
+
+
+def test_data_preview_and_mapped_import_use_the_import_reader(workspace, project, tmp_path, monkeypatch):
+    """A file named like a query previews as a file; a mapped gzipped Parquet file imports as it is."""
+    monkeypatch.chdir(tmp_path)
+    frame = clustered_interactions(n_users=20, n_items=15, per_user=3).rename(columns={"user_id": "visitor"})
+    named_like_sql = tmp_path / "with.csv"
+    frame.to_csv(named_like_sql, index=False)
+    app = DataDashboard(workspace)
+    app.source_tabs.selected_index = 1
+    app.path.value = named_like_sql.name  # "with.csv", relative to the current directory
+    app.preview_button.click()
+    assert app.import_message.kind != "error", app.import_message.message
+    assert list(app.preview_frame.columns) == ["visitor", "item_id", "timestamp"]
+    packed = tmp_path / "clicks.parquet.gz"
+    packed.write_bytes(__import__("gzip").compress(frame.to_parquet(index=False)))
+    app.path.value = str(packed)
+    app.preview_button.click()
+    assert app.import_message.kind != "error", app.import_message.message
+    app.map_user.value = "visitor"
+    app.import_data(background=False)
+    assert app.import_message.kind == "success", app.import_message.message
+    assert workspace.training_data_list(project)["n_users"].tolist() == [20]
 
 
 def test_param_form_has_the_registry_defaults_and_validates():

@@ -67,3 +67,10 @@ class SnapshotMismatchError(WorkbenchError):
 
 class JobFailedError(WorkbenchError):
     """A background job ended in FAILURE."""
+
+
+def check_choice(name: str, value, allowed):
+    """`value` if it is one of `allowed`, else a ValidationError naming the parameter and its choices."""
+    if value not in allowed:
+        raise ValidationError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
+    return value

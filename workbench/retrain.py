@@ -66,7 +66,7 @@ import psutil
 import pyarrow.parquet as pq
 
 from . import data, jobs, models, tuning
-from .errors import NotFoundError, ValidationError, WorkbenchError
+from .errors import NotFoundError, ValidationError, WorkbenchError, check_choice
 from .records import TrainedModel, TrainingData, TuningJob
 from .recovery import write_active_model
 
@@ -197,7 +197,7 @@ def _fmt(value: float | None) -> str:
 def decide(policy: str, new_score: float | None, old_score: float | None, tolerance: float = 0.0,
            metric: str = "score", has_active: bool = True) -> tuple[bool, str]:
     """Whether to activate the new model under `policy`, and why (pure; no catalog)."""
-    _check_choice("activate", policy, POLICIES)
+    check_choice("activate", policy, POLICIES)
     new_text = f"the new model's {metric} is {_fmt(new_score)}"
     if policy == "never":
         return False, f"activate='never': the new model is registered but not activated ({new_text})."
@@ -404,7 +404,7 @@ def _import_new_data(ws: "Workspace", project: dict, source: Any, base: Training
     with tempfile.TemporaryDirectory(prefix=".retrain-batch-", dir=ws.data_dir) as scratch:
         batch = data.build_interaction_snapshot(
             source, scratch, user_column=project["user_column"], item_column=project["item_column"],
-            time_column=project["time_column"], **options,
+            time_column=project["time_column"], sandbox=ws.sql_sandbox(), **options,
         )
         batch_stats = _stats_row("new batch", None, batch, previous_path)
         new_rows = data.read_interactions(batch.path)
@@ -470,12 +470,6 @@ def _quiet_progress():
 # Parameters
 
 
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValidationError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
-    return value
-
-
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError(f"{name} must be a positive whole number, got {value!r}.")
@@ -485,7 +479,7 @@ def _positive_int(name: str, value: Any) -> int:
 def _check_new_data(new_data: Any) -> None:
     if new_data is None or isinstance(new_data, pd.DataFrame):
         return
-    if isinstance(new_data, str) and data._SQL_START.match(new_data):
+    if data.is_sql_query(new_data):
         return
     if isinstance(new_data, (str, os.PathLike)):
         if not str(new_data).strip():
@@ -526,9 +520,9 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
 
     started = time.monotonic()
     ws = ws if isinstance(ws, Workspace) else open_workspace(ws)
-    _check_choice("mode", mode, MODES)
-    _check_choice("activate", activate, POLICIES)
-    _check_choice("metric", metric, tuning.METRICS)
+    check_choice("mode", mode, MODES)
+    check_choice("activate", activate, POLICIES)
+    check_choice("metric", metric, tuning.METRICS)
     _positive_int("cutoff", cutoff)
     _positive_int("n_trials", n_trials)
     if not isinstance(append, bool):

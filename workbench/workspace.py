@@ -142,14 +142,17 @@ class Workspace:
     def import_training_data(self, project: Any, source: Any, name: str | None = None, **options: Any) -> TrainingData:
         """Import interactions (a file, DataFrame or DuckDB query) as an immutable snapshot.
 
-        Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit.
+        Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit,
+        weight_column (ratings or counts kept as the snapshot's weights), columns (the source's column
+        for a role where its name differs from the project's, e.g. {"user": "visitor"}).
         """
         self.require_writable("import training data")
         p = self.project(project)
         with disk_errors(self.snapshots_dir):
             snapshot = data.build_interaction_snapshot(
                 source, self.snapshots_dir / p["name"],
-                user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"], **options,
+                user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"],
+                sandbox=self.sql_sandbox(), **options,
             )
         record_id = self.catalog.insert(
             "training_data",
@@ -161,6 +164,17 @@ class Workspace:
             },
         )
         return self.training_data(record_id)
+
+    def preview(self, source: Any, n_rows: int = data.PREVIEW_ROWS, delimiter: str | None = None) -> data.Preview:
+        """The first rows of a file, DataFrame or DuckDB query, with its columns and their types, read
+        the way `import_training_data` reads them."""
+        return data.preview(source, n_rows=n_rows, delimiter=delimiter, sandbox=self.sql_sandbox())
+
+    def sql_sandbox(self) -> data.SqlSandbox:
+        """What a DuckDB query given as a source may read: the folders in WORKBENCH_DATA_DIRS, else
+        imports/ of this workspace and the current directory; never its data/ or models/ folders."""
+        return data.SqlSandbox.declared(default=(self.home / "imports", Path.cwd()),
+                                        private=(self.data_dir, self.models_dir))
 
     def training_data(self, ref: Any) -> TrainingData:
         if isinstance(ref, TrainingData):
@@ -183,16 +197,17 @@ class Workspace:
             params,
         )
 
-    def interaction_matrix(self, training_data: Any):
-        """`(scipy CSR, user_ids, item_ids)` of a training data snapshot."""
-        return data.interaction_matrix(self.training_data(training_data)["path"])
+    def interaction_matrix(self, training_data: Any, weighting: str = "binary"):
+        """`(scipy CSR, user_ids, item_ids)` of a training data snapshot; weighting: see data.interaction_matrix."""
+        return data.interaction_matrix(self.training_data(training_data)["path"], weighting=weighting)
 
     def import_item_metadata(self, project: Any, source: Any, item_column: str | None = None, **options: Any) -> ItemMetadata:
         self.require_writable("import item metadata")
         p = self.project(project)
         column = item_column or p["item_column"]
         with disk_errors(self.snapshots_dir):
-            snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column, **options)
+            snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column,
+                                                    sandbox=self.sql_sandbox(), **options)
         record_id = self.catalog.insert(
             "item_metadata",
             {

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
 import html
 import re
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import ipywidgets as widgets
 import pandas as pd
-import pyarrow.parquet as pq
 
+from ..data import is_sql_query
 from ..errors import ValidationError
 from .common import Banner, Dashboard, DataTable, html_table, section
 
-PREVIEW_ROWS = 20
-_SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 AUTO = "auto"  # a Dropdown shows nothing for the value None, so "auto" stands for it
 DELIMITERS = [("auto", AUTO), ("comma ,", ","), ("tab", "\t"), ("semicolon ;", ";"), ("pipe |", "|"), ("::", "::")]
@@ -28,98 +24,14 @@ def _auto(value: str | None) -> str | None:
 NONE = "(none)"
 
 
-def _lit(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _kind(path: Path) -> tuple[str, bool]:
-    suffixes = [s.lower() for s in path.suffixes]
-    gzipped = suffixes[-1:] == [".gz"]
-    named = suffixes[:-1] if gzipped else suffixes
-    last = named[-1] if named else ""
-    if last in (".parquet", ".pq"):
-        return "parquet", gzipped
-    if last in (".json", ".ndjson", ".jsonl"):
-        return "json", gzipped
-    return "csv", gzipped
-
-
-def _detect_delimiter(path: Path, gzipped: bool) -> str | None:
-    from .. import data
-
-    opener = gzip.open if gzipped else open
-    with opener(path, "rb") as f:
-        head = f.read(1 << 16)
-    try:
-        return data._detect_delimiter(head)
-    except Exception:  # the sniffer of DuckDB decides then
-        return None
-
-
-def reader_sql(path: str | Path, delimiter: str | None = None) -> str:
-    """A DuckDB table function reading the file (used for previews and column mapping)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"{path}: no such file")
-    kind, gzipped = _kind(path)
-    if kind == "parquet":
-        if gzipped:
-            raise ValidationError(f"{path}: gzipped Parquet can be imported as is, but not previewed or re-mapped")
-        return f"read_parquet({_lit(path)})"
-    if kind == "json":
-        return f"read_json_auto({_lit(path)})"
-    delim = delimiter or _detect_delimiter(path, gzipped)
-    options = f", delim={_lit(delim)}" if delim else ""
-    return f"read_csv({_lit(path)}{options}, sample_size=2048)"
-
-
-def preview_source(source: Any, delimiter: str | None = None, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
-    """The first rows of a file path, DataFrame or DuckDB query, read the way an import reads them."""
-    if isinstance(source, pd.DataFrame):
-        return source.head(rows)
-    text = str(source).strip()
-    if not text:
-        raise ValidationError("Give a file, a path or a SQL query first.")
-    if _SQL_START.match(text):
-        query, what = text, "SQL query"
-    else:
-        path = Path(text).expanduser()
-        if path.suffix.lower() == ".parquet":
-            if not path.is_file():
-                raise ValidationError(f"{path}: no such file")
-            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
-            return batch.to_pandas() if batch is not None else pd.DataFrame()
-        query, what = f"SELECT * FROM {reader_sql(path, delimiter)}", str(path)
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET enable_progress_bar = false")
-        return con.sql(query).limit(rows).df()
-    except duckdb.Error as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValidationError(f"{what}: could not be read: {first}") from None
-    finally:
-        con.close()
-
-
-def mapped_source(source: Any, mapping: dict[str, str | None], target: dict[str, str | None],
-                  delimiter: str | None = None) -> Any:
-    """`source` with its columns renamed from `mapping` (role -> source column) to `target` names."""
-    pairs = [(mapping.get(role), target.get(role)) for role in ("user", "item", "time") if target.get(role)]
-    if all(src == dst for src, dst in pairs):
-        return source
-    missing = [dst for src, dst in pairs if not src]
+def column_mapping(mapping: dict[str, str | None], target: dict[str, str | None]) -> dict[str, str]:
+    """The `columns=` option of an import: the chosen source column (`mapping`) of each role the
+    project uses (`target`: role -> the project's column), where the two differ."""
+    roles = [role for role in ("user", "item", "time") if target.get(role)]
+    missing = [target[role] for role in roles if not mapping.get(role)]
     if missing:
         raise ValidationError(f"Choose the source column for {', '.join(map(repr, missing))}.")
-    if isinstance(source, pd.DataFrame):
-        return source.rename(columns={src: dst for src, dst in pairs})[[dst for _, dst in pairs]]
-    text = str(source).strip()
-    inner = f"({text})" if _SQL_START.match(text) else reader_sql(Path(text).expanduser(), delimiter)
-    columns = ", ".join(f"{_ident(src)} AS {_ident(dst)}" for src, dst in pairs)
-    return f"SELECT {columns} FROM {inner}"
+    return {role: mapping[role] for role in roles if mapping[role] != target[role]}
 
 
 def save_upload(ws: Any, upload: dict) -> Path:
@@ -293,7 +205,7 @@ class DataDashboard(Dashboard):
         text = self.sql.value.strip()
         if not text:
             raise ValidationError("Write a SQL query first.")
-        if not _SQL_START.match(text):
+        if not is_sql_query(text):
             raise ValidationError("A query starts with SELECT, WITH or FROM.")
         return text, "SQL query"
 
@@ -301,7 +213,7 @@ class DataDashboard(Dashboard):
         self.import_message.clear()
         try:
             source, _ = self._source()
-            frame = preview_source(source, _auto(self.delimiter.value))
+            frame = self.ws.preview(source, delimiter=_auto(self.delimiter.value)).rows
         except Exception as error:
             self.import_message.error(error)
             self.preview_html.value = ""
@@ -335,15 +247,15 @@ class DataDashboard(Dashboard):
             return
         try:
             source, default_name = self._source()
+            columns = None
             if self.mapping_box.layout.display != "none":
                 target = {"user": project["user_column"], "item": project["item_column"], "time": project["time_column"]}
-                source = mapped_source(source, self._mapping(), target, _auto(self.delimiter.value))
+                columns = column_mapping(self._mapping(), target) or None
         except Exception as error:
             self.import_message.error(error)
             return
-        is_file = isinstance(source, str) and not _SQL_START.match(source)
-        options = {"delimiter": _auto(self.delimiter.value) if is_file else None, "null_ids": self.null_ids.value,
-                   "duplicates": self.duplicates.value, "time_unit": _auto(self.time_unit.value)}
+        options = {"delimiter": _auto(self.delimiter.value), "null_ids": self.null_ids.value,
+                   "duplicates": self.duplicates.value, "time_unit": _auto(self.time_unit.value), "columns": columns}
         options = {k: v for k, v in options.items() if v is not None}
         name = self.data_name.value.strip() or default_name
 
