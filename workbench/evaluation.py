@@ -46,7 +46,9 @@ import pandas as pd
 import scipy.sparse as sps
 from irspack import Evaluator
 
+from .algorithms import algorithm_of
 from .errors import ValidationError
+from .threads import default_n_threads
 
 __all__ = [
     "SCHEMES",
@@ -57,7 +59,6 @@ __all__ = [
     "ValidationEvaluator",
     "make_split",
     "evaluate",
-    "default_n_threads",
     "clear_split_cache",
 ]
 
@@ -79,21 +80,6 @@ DEFAULT_METRICS = ("ndcg", "map", "recall", "hit", "precision", "coverage")
 TARGET_METRICS = ("ndcg", "map", "recall", "hit", "precision")
 
 _SPLIT_FORMAT_VERSION = 1
-
-
-def default_n_threads() -> int:
-    """Threads for irspack's C++ parts: ``WORKBENCH_N_THREADS``, else ``IRSPACK_NUM_THREADS_DEFAULT``,
-    else the CPU count."""
-    for var in ("WORKBENCH_N_THREADS", "IRSPACK_NUM_THREADS_DEFAULT"):
-        value = os.environ.get(var)
-        if value:
-            try:
-                n = int(value)
-            except ValueError:
-                raise ValidationError(f"{var}={value!r} is not an integer number of threads")
-            if n >= 1:
-                return n
-    return max(1, os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,19 +235,14 @@ DENSE_SIMILARITY_MAX_CELLS = 1 << 24  # 16.8M cells (128 MB in float64): about 4
 
 
 def _dense_similarity(model: Any) -> np.ndarray | None:
-    """The item-item weights of an irspack similarity recommender (whose scores are ``X[u] @ W``)
-    as a dense array, for scoring with a sparse x dense product in ``W``'s precision: several
-    times faster than scipy's sparse x sparse product (whose output is nearly dense anyway) and,
-    for a float32 ``W`` (DenseSLIM), than upcasting ``W`` for every block. A sparse ``W`` is made
-    dense only up to ``DENSE_SIMILARITY_MAX_CELLS``. None for any other model (scored by its own
-    ``get_score``)."""
-    from irspack.recommenders.base import BaseSimilarityRecommender
-
-    if not isinstance(model, BaseSimilarityRecommender):
-        return None
-    if type(model).get_score is not BaseSimilarityRecommender.get_score:
-        return None
-    W = getattr(model, "_W", None)
+    """The item-item weights of a similarity recommender (whose scores are ``X[u] @ W``, its
+    ``item_weights`` hook) as a dense array, for scoring with a sparse x dense product in ``W``'s
+    precision: several times faster than scipy's sparse x sparse product (whose output is nearly
+    dense anyway) and, for a float32 ``W`` (DenseSLIM), than upcasting ``W`` for every block. A
+    sparse ``W`` is made dense only up to ``DENSE_SIMILARITY_MAX_CELLS``. None for any other model
+    (scored by its own ``get_score``)."""
+    algorithm = algorithm_of(model)
+    W = None if algorithm is None else algorithm.item_weights(model)
     if W is None:
         return None
     if sps.issparse(W):

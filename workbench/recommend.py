@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
+from .algorithms import algorithm_of
 from .errors import NotFoundError, ValidationError
 from .threads import single_threaded_blas
 
@@ -167,18 +168,6 @@ class Recommender:
         return self._factors
 
 
-def _factors_of(recommender: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """(user factors, item factors) when `get_score(users)` is exactly `U[users] @ V.T`."""
-    import irspack
-
-    kind = type(recommender)
-    if kind in (irspack.IALSRecommender, irspack.TruncatedSVDRecommender):
-        return recommender.get_user_embedding(), recommender.get_item_embedding()
-    if kind is irspack.NMFRecommender:
-        return recommender.W, recommender.H.T
-    return None
-
-
 class _FactorIndex:
     """Exact top-N for a factor model without scoring most (user, item) pairs.
 
@@ -203,8 +192,9 @@ class _FactorIndex:
 
     @classmethod
     def of(cls, recommender: Any) -> "_FactorIndex | None":
+        algorithm = algorithm_of(recommender)
         try:
-            factors = _factors_of(recommender)
+            factors = None if algorithm is None else algorithm.factors(recommender)
         except Exception:  # noqa: BLE001 -- an untrained or unusual model: the generic path copes
             return None
         if factors is None:

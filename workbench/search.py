@@ -50,7 +50,6 @@ import json
 import math
 import time
 import traceback
-import types
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -65,11 +64,11 @@ from optuna.trial import FrozenTrial, TrialState
 from .algorithms import (
     DEFAULT_PORTFOLIO,
     Algorithm,
+    FitCache,
     build_recommender,
     cost_guard,
     effective_params,
     get_algorithm,
-    ials_reg_scale,
     resolve_params,
 )
 from .errors import ValidationError, WorkbenchError
@@ -244,35 +243,15 @@ def _default_trial_params(algo: Algorithm, split: Split, override: dict | None =
     of its search space (prefixed), clipped into it."""
     if algo.space is None:
         return {}
-    nnz = split.X_train.nnz
-    eff = effective_params(algo, {}, split.n_users, split.n_items, nnz)
-
-    class _Probe:
-        def __init__(self) -> None:
-            self.seen: dict[str, tuple] = {}
-
-        def suggest_int(self, name: str, low: int, high: int, log: bool = False, step: int = 1) -> int:
-            self.seen[name] = ("int", low, high)
-            return low
-
-        def suggest_float(self, name: str, low: float, high: float, log: bool = False, step: Any = None) -> float:
-            self.seen[name] = ("float", low, high)
-            return low
-
-        def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-            self.seen[name] = ("cat", list(choices))
-            return choices[0]
-
-    probe = _Probe()
-    algo.suggest(probe, n_users=split.n_users, n_items=split.n_items, nnz=nnz)
-    if algo.name == "IALS":
-        eff["reg_lambda"] = eff["reg"] * ials_reg_scale(eff["alpha0"], split.n_users, split.n_items, nnz)
-    eff.update(override or {})
+    shape = (split.n_users, split.n_items, split.X_train.nnz)
+    ranges = algo.space_ranges(*shape)
+    point = algo.space_point(effective_params(algo, {}, *shape), shape)
+    point.update(override or {})
     out: dict[str, Any] = {}
     prefix = f"{algo.name}."
-    for full, spec in probe.seen.items():
+    for full, spec in ranges.items():
         plain = full[len(prefix):]
-        value = eff.get(plain)
+        value = point.get(plain)
         if value is None:
             continue
         if spec[0] == "cat":
@@ -403,7 +382,7 @@ def run_search(
         f"({split.n_val_users:,} validation users)"
     )
 
-    fitter = _TrialFitter(split.X_train)
+    fits = FitCache(split.X_train)  # what the trials' fits share (see the algorithms' fit_trial hooks)
     # Objects alive now (modules, the study, the split) are frozen out of the garbage collector for
     # the trials: irspack calls gc.collect() in fits (DenseSLIM twice), each a full scan otherwise.
     # BLAS runs on one thread (ml-100k, 40 trials: 17-28 CPU s with 2 threads, 8-9 with 1);
@@ -474,7 +453,7 @@ def run_search(
                     epochs = learnt.get("train_epochs")
                 else:
                     value, epochs, stopped = _run_trial(
-                        trial, algo, params, fitter, evaluator, epoch_evaluator, t0, per_trial_timeout, deadline,
+                        trial, algo, params, fits, evaluator, epoch_evaluator, t0, per_trial_timeout, deadline,
                         should_stop, max_epochs, progress,
                     )
                     if epochs is not None:
@@ -546,19 +525,6 @@ def _within_budget(study: optuna.Study, number: int, cap: int) -> bool:
     return number in {t.number for t in started[:cap]}
 
 
-class _DimCounter:
-    """A stand-in trial that returns the low end of every range (to count dimensions)."""
-
-    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
-        return low
-
-    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
-        return low
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return choices[0]
-
-
 BANDIT_TAU = 0.1  # relative score gap to the best algorithm that divides an algorithm's share by e
 
 
@@ -587,7 +553,7 @@ def _choose_algorithm(study: optuna.Study, portfolio: list[Algorithm], seed: int
     weights = []
     for a in tunable:
         gap = (top - best[a.name]) / scale if a.name in best else 1.0
-        dims = max(1, len(a.suggest(_DimCounter())))
+        dims = max(1, len(a.space_ranges()))
         weights.append(math.exp(-gap / BANDIT_TAU) / math.sqrt(1.0 + count.get(a.name, 0) / dims))
     w = np.asarray(weights, dtype=float)
     rng = np.random.RandomState(((0 if seed is None else int(seed)) * 1_000_003 + n) % (2**32))
@@ -750,94 +716,11 @@ def _frozen_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-class _TrialFitter:
-    """Fits of the search's trials, with caches shared by the trials of one search (one training
-    matrix). Only tuning fits go through it; final models are plain irspack fits.
-
-    * DenseSLIM: the Gram matrix X^T X is computed once; each trial adds its ``reg`` and inverts
-      it as symmetric positive definite: irspack's formula (same weights), without its two full
-      ``gc.collect()`` calls per fit.
-    * TruncatedSVD with many components, when the matrix has at most 2,048 users or items: the
-      exact SVD is computed once (from the eigendecomposition of the smaller Gram matrix; ml-100k:
-      0.14 s, against 0.4-0.8 s for one randomized fit of 400-500 components) and each trial
-      takes its top ``n_components``. irspack's randomized SVD approximates the same factors: the
-      scores agree within 0.003 nDCG@20 on ml-100k and lastfm-2k.
-
-    Every other fit is irspack's own, so a trial's score is the score of the model that
-    configuration trains.
-    """
-
-    def __init__(self, X: Any) -> None:
-        self.X = X
-        self._gram: np.ndarray | None = None
-        self._svd: tuple[np.ndarray, np.ndarray] | None = None  # (user factors U*s, components V^T)
-
-    def build(self, algo: Algorithm, params: dict) -> Any:
-        return build_recommender(algo, self.X, params)
-
-    def learn(self, algo: Algorithm, rec: Any) -> None:
-        if algo.name == "DenseSLIM":
-            self._dense_slim(rec)
-        elif algo.name == "TruncatedSVD" and rec.n_components >= _EXACT_SVD_FROM and min(self.X.shape) <= _EXACT_SVD_MAX_SIDE:
-            self._truncated_svd(rec)
-        else:
-            rec.learn()
-
-    def _truncated_svd(self, rec: Any) -> None:
-        if self._svd is None:
-            self._svd = _exact_svd(self.X)
-        z, components = self._svd
-        k = min(rec.n_components, len(components))
-        rec.z_ = z[:, :k]
-        rec.decomposer_ = types.SimpleNamespace(components_=components[:k])  # all that scoring reads
-
-    def _dense_slim(self, rec: Any) -> None:
-        import scipy.linalg
-
-        if self._gram is None:
-            Xf = self.X.astype(np.float32)
-            self._gram = np.asarray((Xf.T @ Xf).toarray(), dtype=np.float32)
-        n = self._gram.shape[0]
-        diag = np.arange(n)
-        P = self._gram.copy()
-        P[diag, diag] += np.float32(rec.reg)
-        try:
-            P = scipy.linalg.inv(P, overwrite_a=True, assume_a="pos", check_finite=False)
-        except (np.linalg.LinAlgError, ValueError, TypeError):  # not positive definite (reg 0), old scipy: general inverse
-            P = self._gram.copy()
-            P[diag, diag] += np.float32(rec.reg)
-            P = scipy.linalg.inv(P, overwrite_a=True)
-        P *= -(1.0 / np.diag(P))[np.newaxis, :]
-        P[diag, diag] = 0
-        rec._W = P
-
-
-_EXACT_SVD_FROM = 64  # fewer components: irspack's randomized SVD is cheaper than the exact one
-_EXACT_SVD_MAX_SIDE = 2048  # the eigendecomposition of a 2,048-square Gram matrix takes about 1 s
-
-
-def _exact_svd(X: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(U * s, V^T) of X's singular value decomposition, largest first, without the null space."""
-    import scipy.linalg
-
-    X = X.astype(np.float64)
-    by_users = X.shape[0] <= X.shape[1]
-    gram = (X @ X.T if by_users else X.T @ X).toarray()
-    eigenvalues, vectors = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
-    s = np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))
-    vectors = vectors[:, ::-1]
-    rank = int(np.count_nonzero(s > s[0] * 1e-7)) if len(s) and s[0] > 0 else 0
-    s, vectors = s[:rank], vectors[:, :rank]
-    if by_users:  # vectors are U: V^T = (X^T U / s)^T
-        return vectors * s, np.ascontiguousarray((X.T @ vectors).T / s[:, np.newaxis])
-    return np.asarray(X @ vectors), np.ascontiguousarray(vectors.T)  # vectors are V: U s = X V
-
-
 def _run_trial(
     trial: optuna.Trial,
     algo: Algorithm,
     params: dict,
-    fitter: _TrialFitter,
+    fits: FitCache,
     evaluator: Any,
     epoch_evaluator: Any,
     t0: float,
@@ -847,9 +730,9 @@ def _run_trial(
     max_epochs: int,
     progress: dict,
 ) -> tuple[float, int | None, str | None]:
-    rec = fitter.build(algo, params)
+    rec = build_recommender(algo, fits.X, params)
     if not algo.iterative:
-        fitter.learn(algo, rec)
+        algo.fit_trial(rec, fits)
         took = time.perf_counter() - t0
         if per_trial_timeout is not None and took > per_trial_timeout:
             raise _TrialTooSlow(
