@@ -19,7 +19,7 @@ import optuna
 import pytest
 
 from workbench.demo import generate_demo
-from workbench.search import _SKIPPED_ATTR, open_storage
+from workbench.search import SKIPPED_ATTR, open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def test_three_workers_and_the_coordinator_fill_one_study_and_train_the_best_onc
     assert all(w.returncode == 0 for w in workers), outputs
 
     study = optuna.load_study(study_name=f"workbench-tuning-{tuning.id}", storage=open_storage(storage))
-    counted = [t for t in study.get_trials() if _SKIPPED_ATTR not in t.user_attrs
+    counted = [t for t in study.get_trials() if SKIPPED_ATTR not in t.user_attrs
                and t.state != optuna.trial.TrialState.WAITING]
     assert len(counted) == n_trials  # the budget is study-wide
     assert all(t.state.is_finished() for t in counted)

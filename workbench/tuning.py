@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from . import data, jobs, search
 from .algorithms import DEFAULT_PORTFOLIO, build_recommender, get_algorithm
 from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
+from .evaluation import TARGET_METRICS as METRICS  # the metrics a search can target (ui.tuning and retrain read them here)
 from .evaluation import Split, SplitConfig, evaluate, make_split
 from .records import TuningJob
 from .training import create_model_record, fit, train_model
@@ -33,7 +34,6 @@ from .store import insert_row
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-METRICS = ("ndcg", "map", "recall", "hit", "precision")
 SEARCH_REPORT_INTERVAL = 2.0  # seconds between the catalog writes of a running search (trial rows, log, progress)
 
 
@@ -287,7 +287,7 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
     timeout = record["timeout_overall"]
     logged = False
     while True:
-        trials = [t for t in study.get_trials(deepcopy=False) if search._SKIPPED_ATTR not in t.user_attrs]
+        trials = [t for t in study.get_trials(deepcopy=False) if search.SKIPPED_ATTR not in t.user_attrs]
         finished = sum(t.state.is_finished() for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if finished >= record["n_trials"] or not running:
@@ -310,9 +310,9 @@ def _copy_worker_trials(ws: "Workspace", record: dict, storage: str, reporter: j
         "SELECT number FROM tuning_trials WHERE tuning_job_id = ?", [record["id"]])}
     study = _load_study(storage, record["study_name"])
     for trial in study.get_trials(deepcopy=False):
-        if trial.number in known or not trial.state.is_finished() or search._SKIPPED_ATTR in trial.user_attrs:
+        if trial.number in known or not trial.state.is_finished() or search.SKIPPED_ATTR in trial.user_attrs:
             continue
-        row = search._trial_row(trial)
+        row = search.trial_row(trial)
         worker = trial.user_attrs.get("worker")
         reporter.insert("tuning_trials", {
             "tuning_job_id": record["id"], "number": trial.number, "algorithm": row["algorithm"],
