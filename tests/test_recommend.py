@@ -97,7 +97,11 @@ def test_factor_models_take_the_fast_path_with_the_generic_answer(workspace, dat
             generic = recommender.recommend_many(users, cutoff=cutoff)
             recommender._factors = factors
             assert fast.dtypes.to_dict() == generic.dtypes.to_dict(), name
-            assert fast.equals(generic), (name, cutoff)
+            # the same items at the same ranks; scores agree to rounding (BLAS may block the
+            # products of the two paths differently, which changes the last bits)
+            columns = ["user_id", "rank", "item_id"]
+            assert fast[columns].equals(generic[columns]), (name, cutoff)
+            np.testing.assert_allclose(fast.score, generic.score, rtol=1e-5, atol=1e-6, err_msg=f"{name} {cutoff}")
         assert list(recommender.recommend_many(["u2"], cutoff=5).item_id) == [
             r["item_id"] for r in recommender.recommend("u2", cutoff=5)]
         assert recommender.recommend_many([], cutoff=3).empty

@@ -64,14 +64,15 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
     """Search the best configuration on a held-out split of `training_data`; train it by default.
 
     `n_jobs > 1` runs trials in that many processes joined to one Optuna study; `storage` (an
-    Optuna storage URL) lets workers on other machines join too (`workbench tune-worker`).
+    Optuna storage URL) lets workers on other machines join too (`workbench tune-worker`). With
+    `storage` and `n_jobs=0` this process only coordinates: the workers run every trial.
     """
     dataset = ws.training_data(training_data)
     names = [get_algorithm(a).name for a in algorithms] if algorithms else None
     if metric not in METRICS:
         raise ValidationError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
     for label, value in (("n_trials", n_trials), ("cutoff", cutoff), ("n_jobs", n_jobs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if label == "n_jobs" and storage else 1):
             raise ValidationError(f"{label} must be a positive whole number, got {value!r}.")
     split_config = split if isinstance(split, SplitConfig) else SplitConfig.from_dict(split)
 
@@ -212,7 +213,8 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
     shared = bool(record["storage"])  # a storage other processes and machines can join (tune-worker)
     if shared:
         _publish_study(record, dataset, split, storage)
-        shares = [record["n_trials"]] * record["n_jobs"]  # everyone runs until the study-wide budget
+        # everyone runs until the study-wide budget; n_jobs=0: this process only coordinates
+        shares = [record["n_trials"] if record["n_jobs"] else 0] + [record["n_trials"]] * (record["n_jobs"] - 1)
     else:
         shares = [record["n_trials"] // record["n_jobs"] + (1 if i < record["n_trials"] % record["n_jobs"] else 0)
                   for i in range(record["n_jobs"])]
@@ -220,12 +222,14 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
     helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
     try:
         try:
-            result = _search(record, split, reporter, shares[0], 0, storage, started, cap)
+            result = _search(record, split, reporter, shares[0], 0, storage, started, cap) if shares[0] else None
         finally:
             for helper in helpers:
                 helper.wait()
-        if shared and result.stopped_reason != "cancelled":
-            _wait_for_workers(record, storage, reporter, started)
+        if shared and (result is None or result.stopped_reason != "cancelled"):
+            _wait_for_workers(record, storage, reporter, started, until_budget=result is None)
+            if result is None:
+                reporter.check_cancelled()
     finally:
         if shared:
             _set_study_attr(storage, record["study_name"], "workbench_stopped", True)  # remote workers stop too
@@ -281,8 +285,10 @@ def _publish_study(record: dict, dataset: dict, split: Split, storage: str) -> N
     study.set_user_attr("workbench_stopped", False)
 
 
-def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, started: float) -> None:
-    """Wait until the study has its n_trials finished trials or no worker runs a trial (bounded by the timeout)."""
+def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, started: float,
+                      until_budget: bool = False) -> None:
+    """Wait until the study has its n_trials finished trials or (unless `until_budget`) no worker runs a trial
+    (bounded by the timeout)."""
     study = _load_study(storage, record["study_name"])
     timeout = record["timeout_overall"]
     logged = False
@@ -290,15 +296,19 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
         trials = [t for t in study.get_trials(deepcopy=False) if search.SKIPPED_ATTR not in t.user_attrs]
         finished = sum(t.state.is_finished() for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if finished >= record["n_trials"] or not running:
+        if finished >= record["n_trials"] or not running and not until_budget:
             return
         if timeout and time.monotonic() - started >= timeout:
             reporter.log(f"timeout: not waiting for {running} running trial(s) of other workers")
             return
         if reporter.cancel_requested():
             return
+        if until_budget:
+            reporter.progress(0.9 * finished / max(record["n_trials"], 1),
+                              f"{finished}/{record['n_trials']} trials finished by the workers, {running} running")
         if not logged:
-            reporter.log(f"waiting for {running} trial(s) other workers are running")
+            reporter.log(f"waiting for the trials of other workers ({finished} of {record['n_trials']} finished, "
+                         f"{running} running)")
             logged = True
         time.sleep(0.5)
 
