@@ -61,7 +61,7 @@ class Algorithm:
     * ``item_weights(recommender)``: W when ``get_score(users)`` is ``X[users] @ W``, else None;
     * ``statistics(recommender)``: what the fit reports (explained variance, final loss, epochs);
     * ``check(recommender, n_users, n_items)``: raise ModelFileError unless a loaded model holds
-      arrays of the shapes and index ranges the data declares.
+      arrays of the shapes and index ranges its header declares.
     """
 
     name: str
