@@ -60,3 +60,30 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (real datasets live in ../shared/data)")
     return path
+
+
+def error_without_waiting(call, fifo: Path) -> BaseException | None:
+    """Run `call`, which reads the FIFO `fifo`, in a thread; return the exception it raised. The
+    test fails if the call is still waiting for a writer after a minute (an fstat takes
+    microseconds: only an open() that waits for a writer takes that long); the FIFO is then
+    opened for writing once, so that the thread ends."""
+    import os
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            call()
+        except Exception as error:  # noqa: BLE001 -- returned to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    blocked = thread.is_alive()
+    if blocked:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(60)
+    assert not blocked, "the call waited for a writer to open the FIFO"
+    return outcome.get("error")

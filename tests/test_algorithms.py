@@ -280,3 +280,159 @@ def test_ials_default_beats_toppop_on_demo_data():
     top = evaluate(_learn(A.build_recommender("TopPop", s.X_train)), s, cutoffs=(10,))
     ials = evaluate(_learn(A.build_recommender("IALS", s.X_train)), s, cutoffs=(10,))
     assert ials["ndcg@10"] > top["ndcg@10"] + 0.05, (ials, top)
+
+
+# ---- per-algorithm hooks, against irspack's own learn() / get_score() --------------------------
+
+
+def _hooked(hook):
+    """The algorithms whose `hook` is not the registry's default."""
+    default = A.Algorithm.__dataclass_fields__[hook].default
+    return [name for name in ALL if getattr(A.get_algorithm(name), hook) is not default]
+
+
+def _learnt(name, X, params=None):
+    return _learn(A.build_recommender(name, X, params))
+
+
+def _scores(rec, users):
+    s = rec.get_score(users)
+    return s.toarray() if sps.issparse(s) else np.asarray(s)
+
+
+def test_hooks_are_where_the_algorithms_need_them():
+    assert set(_hooked("fit_trial")) == {"DenseSLIM", "TruncatedSVD"}
+    assert set(_hooked("factors")) == {"IALS", "TruncatedSVD", "NMF"}
+    assert set(_hooked("statistics")) == {"IALS", "TruncatedSVD"}
+    assert set(_hooked("item_weights")) == {"RP3beta", "P3alpha", "CosineKNN", "AsymmetricCosineKNN", "JaccardKNN",
+                                            "TverskyIndexKNN", "DenseSLIM", "EDLAE", "SLIM"}
+    assert set(_hooked("check")) == set(ALL)  # every algorithm checks what it holds beyond the training matrix
+
+
+@pytest.mark.parametrize("name", _hooked("fit_trial"))
+def test_fast_trial_fit_scores_like_irspack_learn(split, name):
+    # TruncatedSVD: as many components as the data allows, where irspack's randomized SVD is exact too
+    params = {"n_components": split.n_items - 1} if name == "TruncatedSVD" else {"reg": 30.0}
+    users = np.arange(split.n_users)
+    reference = _learnt(name, split.X_train, params)
+    fast = A.build_recommender(name, split.X_train, params)
+    cache = A.FitCache(split.X_train)
+    A.get_algorithm(name).fit_trial(fast, cache)
+    np.testing.assert_allclose(_scores(fast, users), _scores(reference, users), rtol=1e-3, atol=1e-3)
+    assert evaluate(fast, split, cutoffs=(10,))["ndcg@10"] == pytest.approx(
+        evaluate(reference, split, cutoffs=(10,))["ndcg@10"], abs=0.01)
+    again = A.build_recommender(name, split.X_train, params)
+    A.get_algorithm(name).fit_trial(again, cache)  # a second trial reuses what the first computed
+    np.testing.assert_allclose(_scores(again, users), _scores(fast, users), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(120, 90), (90, 120)])
+def test_svd_trials_with_many_components_score_the_exact_rank_k_approximation(shape):
+    """Trial fits of TruncatedSVD from 64 components take the top of one exact SVD: the model's
+    scores are the best rank-k approximation of the training matrix, however it is oriented;
+    where irspack's randomized SVD is exact too (k near the rank), they are irspack's scores."""
+    X = sps.random(*shape, density=0.15, format="csr", random_state=np.random.RandomState(1))
+    X.data[:] = 1.0
+    U, s, Vt = np.linalg.svd(X.toarray(), full_matrices=False)
+    algo, cache, users = A.get_algorithm("TruncatedSVD"), A.FitCache(X), np.arange(shape[0])
+    for k in (64, 80):
+        rec = A.build_recommender(algo, X, {"n_components": k})
+        algo.fit_trial(rec, cache)
+        np.testing.assert_allclose(rec.get_score(users), (U[:, :k] * s[:k]) @ Vt[:k], atol=1e-8)
+    np.testing.assert_allclose(rec.get_score(users), _learnt(algo, X, {"n_components": 80}).get_score(users), atol=1e-8)
+    assert "svd" in cache  # computed once, shared by the trials
+    small = A.build_recommender(algo, X, {"n_components": 8})
+    algo.fit_trial(small, cache)  # below 64 components: irspack's own randomized fit
+    np.testing.assert_allclose(small.get_score(users), _learnt(algo, X, {"n_components": 8}).get_score(users), atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_factors_reproduce_get_score(split, name):
+    params = {"n_components": 8} if "n_components" in A.get_algorithm(name).defaults else None
+    rec = _learnt(name, split.X_train, params)
+    factors = A.get_algorithm(name).factors(rec)
+    if name not in _hooked("factors"):
+        assert factors is None
+        return
+    users_factors, item_factors = factors
+    users = np.arange(0, split.n_users, 3)
+    assert item_factors.shape[0] == split.n_items
+    np.testing.assert_allclose(users_factors[users] @ item_factors.T, _scores(rec, users), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_item_weights_reproduce_get_score(split, name):
+    rec = _learnt(name, split.X_train)
+    W = A.get_algorithm(name).item_weights(rec)
+    if name not in _hooked("item_weights"):
+        assert W is None
+        return
+    assert W.shape == (split.n_items, split.n_items)
+    users = np.arange(0, split.n_users, 3)
+    expected = split.X_train[users] @ (W.toarray() if sps.issparse(W) else W)
+    np.testing.assert_allclose(expected, _scores(rec, users), rtol=1e-5, atol=1e-6)
+    assert A.get_algorithm(name).item_weights(A.build_recommender(name, split.X_train)) is None  # not learnt yet
+
+
+def test_statistics_report_what_the_fit_measured(split):
+    svd = _learnt("TruncatedSVD", split.X_train, {"n_components": 8})
+    stats = A.get_algorithm("TruncatedSVD").statistics(svd)
+    dense = split.X_train.toarray()
+    projected = dense @ svd.get_item_embedding()  # the user factors of the fit, recomputed
+    assert stats == {"explained_variance_ratio": pytest.approx(projected.var(axis=0).sum() / dense.var(axis=0).sum())}
+
+    ials = A.get_algorithm("IALS")
+    losses = []
+    for epochs in (1, 8):
+        rec = _learnt(ials, split.X_train, {"n_components": 8, "train_epochs": epochs})
+        stats = ials.statistics(rec)
+        assert set(stats) == {"final_loss", "epochs"} and stats["epochs"] == epochs
+        losses.append(stats["final_loss"])
+    assert 0 < losses[1] < losses[0]  # the loss irspack minimises went down with more epochs
+    for name in set(ALL) - set(_hooked("statistics")):
+        assert A.get_algorithm(name).statistics(_learnt(name, split.X_train, {"n_components": 4} if name == "NMF" else None)) == {}
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if A.get_algorithm(n).space is not None])
+def test_space_point_maps_defaults_into_the_search_space(split, name):
+    """A configuration sent through `space_point` and sampled back by the space is itself."""
+    algo = A.get_algorithm(name)
+    shape = (split.n_users, split.n_items, split.X_train.nnz)
+    effective = A.effective_params(algo, {}, *shape)
+    point = algo.space_point(dict(effective), shape)
+    ranges = algo.space_ranges(*shape)
+    inside = {}
+    for full, spec in ranges.items():
+        value = point[full[len(name) + 1:]]
+        if spec[0] == "cat" and value in spec[1] or spec[0] != "cat" and value is not None and spec[1] <= value <= spec[2]:
+            inside[full] = value
+    sampled = algo.suggest(optuna.trial.FixedTrial(inside), n_users=shape[0], n_items=shape[1], nnz=shape[2])
+    for key, value in sampled.items():
+        if f"{name}.{key}" in inside or key == "reg":
+            assert value == pytest.approx(effective[key]), key
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_check_accepts_a_learnt_model_and_refuses_other_shapes_or_bad_indices(split, name):
+    from workbench.errors import ModelFileError
+
+    algo = A.get_algorithm(name)
+    rec = _learnt(name, split.X_train, {"n_components": 4} if "n_components" in algo.defaults else None)
+    assert A.algorithm_of(rec) is algo
+    algo.check(rec, split.n_users, split.n_items)
+    with pytest.raises(ModelFileError):
+        algo.check(rec, split.n_users, split.n_items + 1)
+    with pytest.raises(ModelFileError):
+        algo.check(rec, split.n_users + 1, split.n_items)
+    with pytest.raises(ModelFileError):  # not learnt
+        algo.check(A.build_recommender(name, split.X_train), split.n_users, split.n_items)
+    # every sparse matrix the model holds, one index pushed out of range
+    matrices = [(key, value) for key, value in vars(rec).items() if sps.issparse(value)]
+    assert matrices
+    for key, matrix in matrices:
+        saved = matrix.indices[0]
+        matrix.indices[0] = matrix.shape[1 if matrix.format == "csr" else 0] + 5
+        with pytest.raises(ModelFileError, match="indices"):
+            algo.check(rec, split.n_users, split.n_items)
+        matrix.indices[0] = saved
+    algo.check(rec, split.n_users, split.n_items)

@@ -8,6 +8,9 @@ repeated. Here every property runs thousands of cases and checks two things:
   inspect_model_file, whatever the bytes;
 * the restricted unpickler is reached only when an independent oracle says the HMAC verifies
   (and inspect_model_file never reaches it at all).
+
+A last property takes correctly signed, unpickled models whose arrays disagree with the header
+(sparse indices out of range, other shapes) and checks that they are refused before any use.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from workbench import signing
+from workbench import signing, unpickling
 from workbench.errors import ForbiddenPickleError, ModelFileError
 from workbench.signing import MAGIC, KeyRing, SigningKey, inspect_model_file, read_model_file
 
@@ -36,7 +39,7 @@ HEADER = {"model_id": 7, "algorithm": "TopPop"}
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
             database=None)
 EXAMPLES = {  # 10,000 cases in total
-    "random": 2000, "regions": 2500, "cuts": 1500, "lying": 2500, "signed_payload": 1500,
+    "random": 2000, "regions": 2500, "cuts": 1500, "lying": 2500, "signed_payload": 1500, "loaded_models": 300,
 }
 
 
@@ -50,7 +53,7 @@ class _Spy:
 
 @pytest.fixture(scope="module", autouse=True)
 def _record_unpickling():
-    real_loads, real_load = signing.restricted_loads, signing._RestrictedUnpickler.load
+    real_loads, real_load = signing.restricted_loads, unpickling.RestrictedUnpickler.load
 
     def loads(data):
         _Spy.calls += 1
@@ -60,11 +63,11 @@ def _record_unpickling():
         _Spy.calls += 1
         return real_load(self)
 
-    signing.restricted_loads, signing._RestrictedUnpickler.load = loads, load
+    signing.restricted_loads, unpickling.RestrictedUnpickler.load = loads, load
     try:
         yield
     finally:
-        signing.restricted_loads, signing._RestrictedUnpickler.load = real_loads, real_load
+        signing.restricted_loads, unpickling.RestrictedUnpickler.load = real_loads, real_load
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +258,69 @@ def test_a_signed_pickle_declaring_a_huge_object_is_a_model_file_error(fuzz_path
 
 def test_the_properties_add_up_to_10000_cases():
     assert sum(EXAMPLES.values()) >= 10_000
+
+
+# ------------------------------------------- correctly signed models that disagree with their header
+
+LOADED = ("RP3beta", "SLIM", "CosineUserKNN", "DenseSLIM", "TopPop", "IALS", "TruncatedSVD", "NMF")
+
+
+@pytest.fixture(scope="module")
+def learnt_models():
+    """Small learnt models of every storage kind: sparse CSC/CSR weights, dense weights, factors."""
+    import warnings
+
+    import scipy.sparse as sps
+
+    from workbench.algorithms import build_recommender
+
+    rng = np.random.default_rng(0)
+    X = sps.csr_matrix((rng.random((30, 20)) < 0.3).astype(np.float64))
+    sizes = {"IALS": {"n_components": 4, "train_epochs": 2}, "TruncatedSVD": {"n_components": 4},
+             "NMF": {"n_components": 4}}
+    models = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in LOADED:
+            models[name] = pickle.dumps(build_recommender(name, X, sizes.get(name)).learn(), protocol=5)
+    return X.shape, models
+
+
+@settings(max_examples=EXAMPLES["loaded_models"], **FAST)
+@given(name=st.sampled_from(LOADED), data=st.data())
+def test_a_model_that_disagrees_with_its_header_is_refused_before_use(name, data, learnt_models):
+    """A loaded (validly signed) model whose arrays do not fit its header's n_users x n_items, or
+    whose sparse matrices index outside them, is refused with ModelFileError, never used."""
+    import scipy.sparse as sps
+
+    from workbench.recommend import Recommender
+
+    (n_users, n_items), models = learnt_models
+    recommender = pickle.loads(models[name])
+    header = {"algorithm": name, "n_users": n_users, "n_items": n_items}
+    ids = {"user_ids": np.arange(n_users), "item_ids": np.arange(n_items)}
+    arrays = {key: value for key, value in vars(recommender).items() if sps.issparse(value) and value.nnz}
+    how = data.draw(st.sampled_from(["index", "indptr", "header", "ids"]))
+    if how in ("index", "indptr"):
+        key = data.draw(st.sampled_from(sorted(arrays)))
+        matrix = arrays[key]
+        if how == "index":
+            minor = matrix.shape[1 if matrix.format == "csr" else 0]
+            at = data.draw(st.integers(0, len(matrix.indices) - 1))
+            matrix.indices[at] = data.draw(st.one_of(st.integers(-2**31, -1), st.integers(minor, 2**31 - 1)))
+        else:
+            matrix.indptr[-1] += data.draw(st.integers(1, 1000))
+        event(f"{name} {key} {how}")
+    elif how == "header":
+        axis = data.draw(st.sampled_from(["n_users", "n_items"]))
+        header[axis] = max(0, header[axis] + data.draw(st.integers(-5, 5).filter(bool)))
+        event(f"{name} {axis}")
+    else:
+        kind = data.draw(st.sampled_from(sorted(ids)))
+        ids[kind] = ids[kind][:data.draw(st.integers(0, len(ids[kind]) - 1))]
+        event(f"{name} {kind}")
+    with pytest.raises(ModelFileError):
+        Recommender({"id": 1}, header, recommender, ids["user_ids"], ids["item_ids"])
 
 
 # ------------------------------------------------------- numpy internals, correctly signed

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import irspack
-from workbench import signing
+from conftest import error_without_waiting
+from workbench import signing, unpickling
 from workbench.errors import (
     ForbiddenPickleError,
     ModelFileError,
@@ -72,7 +73,7 @@ def _fail(*args, **kwargs):
 
 def _forbid_unpickling(monkeypatch) -> None:
     monkeypatch.setattr(signing, "restricted_loads", _fail)
-    monkeypatch.setattr(signing._RestrictedUnpickler, "load", _fail)
+    monkeypatch.setattr(unpickling.RestrictedUnpickler, "load", _fail)
     monkeypatch.setattr(pickle, "loads", _fail)
     monkeypatch.setattr(pickle, "load", _fail)
 
@@ -501,9 +502,9 @@ def _short_str(s: str) -> bytes:
 def test_allowed_irspack_classes_resolve():
     from irspack.recommenders import _ials_core, ials, knn
 
-    assert signing._resolve_allowed("irspack.recommenders.ials", "IALSConfig") is ials.IALSConfig
-    assert signing._resolve_allowed("irspack.recommenders.knn", "FeatureWeightingScheme") is knn.FeatureWeightingScheme
-    assert signing._resolve_allowed("irspack.recommenders._ials_core", "IALSTrainer") is _ials_core.IALSTrainer
+    assert unpickling.resolve_allowed("irspack.recommenders.ials", "IALSConfig") is ials.IALSConfig
+    assert unpickling.resolve_allowed("irspack.recommenders.knn", "FeatureWeightingScheme") is knn.FeatureWeightingScheme
+    assert unpickling.resolve_allowed("irspack.recommenders._ials_core", "IALSTrainer") is _ials_core.IALSTrainer
 
 
 def test_write_with_check_allowlist_refuses_unreadable_objects(ring, tmp_path):
@@ -690,3 +691,14 @@ def test_random_bytes_only_raise_model_file_errors(data, prop_dir, valid_bytes, 
             pass
         else:
             assert blob == valid_bytes
+
+
+# ---------------------------------------------------------------- special files
+
+
+@pytest.mark.parametrize("read", [inspect_model_file, read_model_file], ids=["inspect", "read"])
+def test_a_fifo_is_refused_without_waiting_for_a_writer(read, ring, tmp_path):
+    path = tmp_path / "model.wbm"
+    os.mkfifo(path)
+    error = error_without_waiting(lambda: read(path, ring), path)
+    assert isinstance(error, NotAModelFileError) and "FIFO" in str(error)

@@ -155,7 +155,7 @@ def load_model(ws: "Workspace", ref: Any) -> Recommender:
             f"The file of model {model['id']} ({path}) holds model {header.get('model_id')!r}: it was replaced; "
             "run `workbench doctor`."
         )
-    recommender = Recommender(model, header, payload["recommender"], payload["user_ids"], payload["item_ids"])
+    recommender = Recommender.from_payload(model, header, payload)
     with _cache_lock:
         _cache[path] = (stamp, recommender)
     return recommender

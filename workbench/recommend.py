@@ -5,14 +5,17 @@ from __future__ import annotations
 import html
 import os
 import random
+import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
-from .errors import NotFoundError, ValidationError
+from .algorithms import algorithm_of, get_algorithm
+from .errors import ModelFileError, NotFoundError, ValidationError
 from .threads import single_threaded_blas
 
 if TYPE_CHECKING:
@@ -43,36 +46,62 @@ class Recommendations(list):
 
 
 class _IdIndex:
-    """Id -> row lookup that forgives '42' for 42 and 42 for '42'."""
+    """Id -> row lookup that takes ids of the model's own type only: whole numbers (an int, or its
+    decimal digits as text: "42") for integer ids, text for text ids."""
 
-    def __init__(self, ids: np.ndarray) -> None:
+    def __init__(self, ids: np.ndarray, kind: str) -> None:
         self.ids = np.asarray(ids)
+        self.kind = kind
         self.integer = self.ids.dtype.kind in "iu"
         self.index = {value: position for position, value in enumerate(self.ids.tolist())}
 
     def get(self, value: Any) -> int | None:
-        position = self.index.get(value)
-        if position is None:
-            try:
-                position = self.index.get(int(value) if self.integer else str(value))
-            except (TypeError, ValueError):
-                return None
-        return position
+        """The row of id `value` (None when the model does not know it); ValidationError when
+        `value` is not an id of the model's type."""
+        return self.index.get(self._key(value))
+
+    def _key(self, value: Any) -> Any:
+        if self.integer:
+            if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+                return int(value)
+            if isinstance(value, str) and _DECIMAL.fullmatch(value):
+                return int(value)
+            raise ValidationError(f"The model's {self.kind} ids are whole numbers (or their decimal digits as "
+                                  f"text, like '42'); got {value!r} ({type(value).__name__}).")
+        if isinstance(value, str):
+            return str(value)
+        raise ValidationError(f"The model's {self.kind} ids are text; got {value!r} ({type(value).__name__}): "
+                              f"pass the id as a string, like {str(value)!r}.")
+
+
+_DECIMAL = re.compile(r"-?[0-9]+")
 
 
 class Recommender:
     """A verified, loaded model with id mappings. Made by `Workspace.load_model`."""
 
     def __init__(self, model: dict, header: dict, recommender: Any, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+        try:
+            check_loaded_model(header, recommender, user_ids, item_ids)
+        except ModelFileError as error:
+            raise ModelFileError(f"The file of model {model['id']} is refused: {error}.") from None
         self.model = model
         self.header = header
         self.recommender = recommender
         self.user_ids = np.asarray(user_ids)
         self.item_ids = np.asarray(item_ids)
-        self._users = _IdIndex(self.user_ids)
-        self._items = _IdIndex(self.item_ids)
+        self._users = _IdIndex(self.user_ids, "user")
+        self._items = _IdIndex(self.item_ids, "item")
         self._factors: _FactorIndex | None | bool = False  # False: not looked at yet
         self._id_arrays: dict[str, Any] = {}
+
+    @classmethod
+    def from_payload(cls, model: dict, header: dict, payload: Any) -> "Recommender":
+        """From a verified model file's header and unpickled payload (ModelFileError unless the
+        payload holds a recommender and id arrays matching the header)."""
+        if not isinstance(payload, dict) or not {"recommender", "user_ids", "item_ids"} <= set(payload):
+            raise ModelFileError(f"The file of model {model['id']} holds no recommender with its user and item ids.")
+        return cls(model, header, payload["recommender"], payload["user_ids"], payload["item_ids"])
 
     def __repr__(self) -> str:
         return (f"<Recommender model {self.model['id']} {self.header['algorithm']}: "
@@ -104,6 +133,8 @@ class Recommender:
 
     def recommend_for_profile(self, item_ids: Iterable[Any], cutoff: int = 10) -> Recommendations:
         """Top items for a new user who interacted with `item_ids` (unknown ids ignored, reported)."""
+        if isinstance(item_ids, (str, bytes)) or not isinstance(item_ids, Iterable):
+            raise ValidationError(f"A profile is a list of item ids, got {item_ids!r}; for one item pass [{item_ids!r}].")
         known, unknown = [], []
         for item_id in item_ids:
             index = self._items.get(item_id)
@@ -167,18 +198,6 @@ class Recommender:
         return self._factors
 
 
-def _factors_of(recommender: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """(user factors, item factors) when `get_score(users)` is exactly `U[users] @ V.T`."""
-    import irspack
-
-    kind = type(recommender)
-    if kind in (irspack.IALSRecommender, irspack.TruncatedSVDRecommender):
-        return recommender.get_user_embedding(), recommender.get_item_embedding()
-    if kind is irspack.NMFRecommender:
-        return recommender.W, recommender.H.T
-    return None
-
-
 class _FactorIndex:
     """Exact top-N for a factor model without scoring most (user, item) pairs.
 
@@ -203,8 +222,9 @@ class _FactorIndex:
 
     @classmethod
     def of(cls, recommender: Any) -> "_FactorIndex | None":
+        algorithm = algorithm_of(recommender)
         try:
-            factors = _factors_of(recommender)
+            factors = None if algorithm is None else algorithm.factors(recommender)
         except Exception:  # noqa: BLE001 -- an untrained or unusual model: the generic path copes
             return None
         if factors is None:
@@ -279,6 +299,26 @@ class _FactorIndex:
         ranks = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
         top = ranks <= k
         return block[rows[top]], ranks[top], columns[top], values[top]
+
+
+def check_loaded_model(header: dict, recommender: Any, user_ids: Any, item_ids: Any) -> None:
+    """ModelFileError unless a loaded model is what its header declares: the algorithm's class,
+    and arrays whose shapes and index ranges fit n_users x n_items (the algorithm's check hook)."""
+    n_users, n_items = header.get("n_users"), header.get("n_items")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (n_users, n_items)):
+        raise ModelFileError(f"its header declares no valid n_users/n_items ({n_users!r}, {n_items!r})")
+    try:
+        algorithm = get_algorithm(header.get("algorithm"))
+    except ValidationError:
+        raise ModelFileError(f"its header names an unknown algorithm {header.get('algorithm')!r}") from None
+    if type(recommender) is not algorithm.recommender_class:
+        raise ModelFileError(f"it holds a {type(recommender).__name__}, not the {algorithm.class_name} "
+                             "its header declares")
+    algorithm.check(recommender, n_users, n_items)
+    for kind, ids, n in (("user", user_ids, n_users), ("item", item_ids, n_items)):
+        if not isinstance(ids, np.ndarray) or ids.shape != (n,):
+            raise ModelFileError(f"its {kind} ids are {getattr(ids, 'shape', type(ids).__name__)}, "
+                                 f"not the {n} its header declares")
 
 
 def _at_least(scores: np.ndarray, bound: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,9 +1,28 @@
-"""Thread limits of the native libraries, shared by the top-N blocks and the tuning trials."""
+"""Threads of the native libraries: how many irspack's C++ parts use, and single-threaded BLAS
+for the top-N blocks and the tuning trials."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
+
+from .errors import ValidationError
+
+
+def default_n_threads() -> int:
+    """Threads for irspack's C++ parts: ``WORKBENCH_N_THREADS``, else ``IRSPACK_NUM_THREADS_DEFAULT``,
+    else the CPU count."""
+    for var in ("WORKBENCH_N_THREADS", "IRSPACK_NUM_THREADS_DEFAULT"):
+        value = os.environ.get(var)
+        if value:
+            try:
+                n = int(value)
+            except ValueError:
+                raise ValidationError(f"{var}={value!r} is not an integer number of threads")
+            if n >= 1:
+                return n
+    return max(1, os.cpu_count() or 1)
 
 
 class single_threaded_blas:

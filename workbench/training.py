@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import irspack
-import numpy as np
 from irspack import BaseRecommenderWithEarlyStopping
 
 from . import __version__, algorithms, data, jobs
@@ -75,21 +74,6 @@ def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = N
             reporter.check_cancelled()
 
 
-def algorithm_statistics(recommender: irspack.BaseRecommender) -> dict[str, float]:
-    """What the algorithm itself reports: explained variance, final loss, epochs."""
-    stats: dict[str, float] = {}
-    decomposer = getattr(recommender, "decomposer_", None) or getattr(recommender, "decomposer", None)
-    ratios = getattr(decomposer, "explained_variance_ratio_", None)
-    if ratios is not None:
-        stats["explained_variance_ratio"] = float(np.sum(ratios))
-    trainer = getattr(recommender, "trainer", None)
-    if trainer is not None and hasattr(trainer, "compute_loss"):
-        stats["final_loss"] = float(trainer.compute_loss())
-    if isinstance(recommender, BaseRecommenderWithEarlyStopping):
-        stats["epochs"] = int(recommender.learnt_config.get("train_epochs", recommender.train_epochs))
-    return stats
-
-
 def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict:
     """Train the model record's configuration on its data and write the signed file."""
     model = ws.catalog.get("models", model_id, "model")
@@ -108,7 +92,7 @@ def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict
     started = time.perf_counter()
     fit(recommender, reporter)
     train_seconds = time.perf_counter() - started
-    stats = algorithm_statistics(recommender)
+    stats = algorithm.statistics(recommender)
 
     trained_at = utc_now()
     header = {

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from . import data, jobs, search
 from .algorithms import DEFAULT_PORTFOLIO, build_recommender, get_algorithm
 from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
+from .evaluation import TARGET_METRICS as METRICS  # the metrics a search can target (ui.tuning and retrain read them here)
 from .evaluation import Split, SplitConfig, evaluate, make_split
 from .records import TuningJob
 from .training import create_model_record, fit, train_model
@@ -32,7 +33,6 @@ from .training import create_model_record, fit, train_model
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-METRICS = ("ndcg", "map", "recall", "hit", "precision")
 SEARCH_REPORT_INTERVAL = 2.0  # seconds between the catalog writes of a running search (trial rows, log, progress)
 
 
@@ -63,14 +63,15 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
     """Search the best configuration on a held-out split of `training_data`; train it by default.
 
     `n_jobs > 1` runs trials in that many processes joined to one Optuna study; `storage` (an
-    Optuna storage URL) lets workers on other machines join too (`workbench tune-worker`).
+    Optuna storage URL) lets workers on other machines join too (`workbench tune-worker`). With
+    `storage` and `n_jobs=0` this process only coordinates: the workers run every trial.
     """
     dataset = ws.training_data(training_data)
     names = [get_algorithm(a).name for a in algorithms] if algorithms else None
     if metric not in METRICS:
         raise ValidationError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
     for label, value in (("n_trials", n_trials), ("cutoff", cutoff), ("n_jobs", n_jobs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if label == "n_jobs" and storage else 1):
             raise ValidationError(f"{label} must be a positive whole number, got {value!r}.")
     split_config = split if isinstance(split, SplitConfig) else SplitConfig.from_dict(split)
 
@@ -213,7 +214,8 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
     shared = bool(record["storage"])  # a storage other processes and machines can join (tune-worker)
     if shared:
         _publish_study(record, dataset, split, storage)
-        shares = [record["n_trials"]] * record["n_jobs"]  # everyone runs until the study-wide budget
+        # everyone runs until the study-wide budget; n_jobs=0: this process only coordinates
+        shares = [record["n_trials"] if record["n_jobs"] else 0] + [record["n_trials"]] * (record["n_jobs"] - 1)
     else:
         shares = [record["n_trials"] // record["n_jobs"] + (1 if i < record["n_trials"] % record["n_jobs"] else 0)
                   for i in range(record["n_jobs"])]
@@ -221,12 +223,14 @@ def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
     helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
     try:
         try:
-            result = _search(record, split, reporter, shares[0], 0, storage, started, cap)
+            result = _search(record, split, reporter, shares[0], 0, storage, started, cap) if shares[0] else None
         finally:
             for helper in helpers:
                 helper.wait()
-        if shared and result.stopped_reason != "cancelled":
-            _wait_for_workers(record, storage, reporter, started)
+        if shared and (result is None or result.stopped_reason != "cancelled"):
+            _wait_for_workers(record, storage, reporter, started, until_budget=result is None)
+            if result is None:
+                reporter.check_cancelled()
     finally:
         if shared:
             _set_study_attr(storage, record["study_name"], "workbench_stopped", True)  # remote workers stop too
@@ -282,24 +286,30 @@ def _publish_study(record: dict, dataset: dict, split: Split, storage: str) -> N
     study.set_user_attr("workbench_stopped", False)
 
 
-def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, started: float) -> None:
-    """Wait until the study has its n_trials finished trials or no worker runs a trial (bounded by the timeout)."""
+def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, started: float,
+                      until_budget: bool = False) -> None:
+    """Wait until the study has its n_trials finished trials or (unless `until_budget`) no worker runs a trial
+    (bounded by the timeout)."""
     study = _load_study(storage, record["study_name"])
     timeout = record["timeout_overall"]
     logged = False
     while True:
-        trials = [t for t in study.get_trials(deepcopy=False) if search._SKIPPED_ATTR not in t.user_attrs]
+        trials = [t for t in study.get_trials(deepcopy=False) if search.SKIPPED_ATTR not in t.user_attrs]
         finished = sum(t.state.is_finished() for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if finished >= record["n_trials"] or not running:
+        if finished >= record["n_trials"] or not running and not until_budget:
             return
         if timeout and time.monotonic() - started >= timeout:
             reporter.log(f"timeout: not waiting for {running} running trial(s) of other workers")
             return
         if reporter.cancel_requested():
             return
+        if until_budget:
+            reporter.progress(0.9 * finished / max(record["n_trials"], 1),
+                              f"{finished}/{record['n_trials']} trials finished by the workers, {running} running")
         if not logged:
-            reporter.log(f"waiting for {running} trial(s) other workers are running")
+            reporter.log(f"waiting for the trials of other workers ({finished} of {record['n_trials']} finished, "
+                         f"{running} running)")
             logged = True
         time.sleep(0.5)
 
@@ -311,9 +321,9 @@ def _copy_worker_trials(ws: "Workspace", record: dict, storage: str, reporter: j
         "SELECT number FROM tuning_trials WHERE tuning_job_id = ?", [record["id"]])}
     study = _load_study(storage, record["study_name"])
     for trial in study.get_trials(deepcopy=False):
-        if trial.number in known or not trial.state.is_finished() or search._SKIPPED_ATTR in trial.user_attrs:
+        if trial.number in known or not trial.state.is_finished() or search.SKIPPED_ATTR in trial.user_attrs:
             continue
-        row = search._trial_row(trial)
+        row = search.trial_row(trial)
         worker = trial.user_attrs.get("worker")
         reporter.insert("tuning_trials", {
             "tuning_job_id": record["id"], "number": trial.number, "algorithm": row["algorithm"],

@@ -1,0 +1,78 @@
+"""Hyper-parameter and algorithm search with Optuna (pure: no catalog, no processes).
+
+One study holds every algorithm: a trial's first parameter is the categorical ``algorithm``,
+followed by that algorithm's own parameters prefixed ``"<algorithm>."``.
+
+Strategy ``"bandit"`` (default):
+
+1. every portfolio algorithm's sensible defaults are enqueued first, plus a few measured
+   known-good seeds (``EXTRA_SEEDS``), so the search starts from good points;
+2. then each trial's algorithm is chosen by a seeded bandit (:func:`.bandit.choose_algorithm`): an
+   algorithm's share falls e-fold per 10 % relative gap to the best score so far and with
+   1/sqrt(1 + its trials per tuned dimension); parameter-less TopPop runs once;
+3. the chosen algorithm's parameters are, half of the time, a Gaussian perturbation of its best
+   configuration (local refinement, shrinking steps) and otherwise sampled by a seeded
+   multivariate, grouped TPE sampler (which models each algorithm's parameters separately).
+
+Strategy ``"tpe"``: same seeds, then TPE also picks the algorithm. Measured on ml-100k at 40
+trials both reach the same best score (IALS, nDCG@10 0.633-0.636 on 20 % validation users / 50 %
+held out; nDCG@20 0.3643 on Recotem's split), the bandit with 10-30 % less CPU because it stops
+spending trials on far-behind algorithms.
+
+Speed:
+
+* the split and its evaluator are prepared once per search, never per trial;
+* iterative algorithms (IALS) validate after every epoch, keep their best epoch (early stopping,
+  patience ``PATIENCE``), and are pruned by :class:`PerAlgorithmMedianPruner`, which compares a
+  trial only with earlier trials *of the same algorithm*; the best epoch count becomes the final
+  ``train_epochs``;
+* a configuration already evaluated in the study is not trained again (its score is reused);
+* ``cost_guard`` drops algorithms that would not scale, with the reason logged;
+* fits go through each algorithm's ``fit_trial`` hook, which shares work between trials (one Gram
+  matrix for DenseSLIM, one exact SVD for TruncatedSVD; see :mod:`workbench.algorithms.fits`).
+
+Time limits (in-process, so a running C++ fit cannot be interrupted):
+
+* ``timeout`` (whole search) is checked between trials *and* between epochs; an iterative trial
+  reaching it stops and keeps its best epoch; a non-iterative trial is not started when the
+  durations of earlier trials of its algorithm say it would overrun the deadline.
+* ``per_trial_timeout``: an iterative trial is stopped at the first epoch boundary past the limit
+  and keeps its best epoch so far (state COMPLETE, user attribute ``stopped``); a non-iterative
+  trial can only be checked after its fit: if it took longer it is marked FAIL (too slow).
+
+Several processes can run ``run_search`` on one study: give the same ``storage`` (an Optuna
+storage, a URL, or a file path, which means a journal file) and ``study_name``.
+"""
+
+from .pruner import PerAlgorithmMedianPruner
+from .run import STRATEGIES, run_search
+from .seeds import EXTRA_SEEDS
+from .study import (
+    SKIPPED_ATTR,
+    TRIAL_COLUMNS,
+    SearchError,
+    SearchResult,
+    open_storage,
+    study_result,
+    study_trial_count,
+    trial_row,
+)
+from .trial import EPOCH_EVAL_MAX_USERS, MAX_EPOCHS, PATIENCE
+
+__all__ = [
+    "run_search",
+    "study_result",
+    "study_trial_count",
+    "trial_row",
+    "SearchResult",
+    "SearchError",
+    "PerAlgorithmMedianPruner",
+    "open_storage",
+    "STRATEGIES",
+    "SKIPPED_ATTR",
+    "TRIAL_COLUMNS",
+    "EXTRA_SEEDS",
+    "MAX_EPOCHS",
+    "PATIENCE",
+    "EPOCH_EVAL_MAX_USERS",
+]
