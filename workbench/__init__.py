@@ -4,18 +4,21 @@
     ws = wb.open()          # data/workbench.sqlite under the home folder, created if absent
 """
 
-__version__ = "0.1.0"
+import warnings
 
-import warnings  # noqa: E402
+from .version import __version__
 
 # irspack's console progress bars (fastprogress) complain under Jupyter; the workbench reports its own progress.
 warnings.filterwarnings("ignore", message="Couldn't import ipywidgets properly")
 
 from .errors import (  # noqa: E402
     CatalogBusyError,
+    CatalogDamagedError,
+    DiskFullError,
     JobFailedError,
     ModelFileError,
     NotFoundError,
+    ReadOnlyWorkspaceError,
     ValidationError,
     WorkbenchError,
 )
@@ -24,6 +27,6 @@ from .workspace import Workspace, open_workspace  # noqa: E402
 open = open_workspace  # noqa: A001  (wb.open(), as in the design)
 
 __all__ = [
-    "CatalogBusyError", "JobFailedError", "ModelFileError", "NotFoundError", "ValidationError",
-    "WorkbenchError", "Workspace", "open", "open_workspace",
+    "CatalogBusyError", "CatalogDamagedError", "DiskFullError", "JobFailedError", "ModelFileError", "NotFoundError",
+    "ReadOnlyWorkspaceError", "ValidationError", "WorkbenchError", "Workspace", "__version__", "open", "open_workspace",
 ]

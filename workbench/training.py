@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import irspack
 from irspack import BaseRecommenderWithEarlyStopping
 
-from . import __version__, algorithms, data, jobs
+from . import algorithms, data, jobs
+from .version import __version__
 from .errors import ValidationError
 from .records import TrainedModel
 from .signing import write_model_file

@@ -87,7 +87,7 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
             "train_after_tuning": train_after_tuning,
         })
         con.execute("UPDATE jobs SET request = ? WHERE id = ?", [f'{{"tuning_job_id": {tuning_id}}}', job_id])
-        con.execute("UPDATE tuning_jobs SET study_name = ? WHERE id = ?", [f"workbench-tuning-{tuning_id}", tuning_id])
+        con.execute("UPDATE tuning_jobs SET study_name = ? WHERE id = ?", [study_name_of(tuning_id), tuning_id])
         return tuning_id, job_id
 
     tuning_id, job_id = catalog.run(work)
@@ -359,8 +359,8 @@ def _start_helper(ws: "Workspace", tuning_id: int, n_trials: int, worker: int, s
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "workbench.tuning", str(ws.catalog_path), str(tuning_id), str(n_trials),
-             str(worker), storage or ""],
+            [sys.executable, "-m", "workbench.worker", "--join-tuning", str(ws.catalog_path), str(tuning_id),
+             str(n_trials), str(worker), storage or ""],
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
         )
 
@@ -478,14 +478,3 @@ def compare(ws: "Workspace", model_ids: Sequence[Any], training_data: Any = None
     frame = pd.DataFrame(rows)
     key = f"ndcg@{max(cutoffs)}"
     return frame.sort_values(key, ascending=False, kind="stable").reset_index(drop=True) if key in frame else frame
-
-
-def _helper_main(catalog_path: str, tuning_id: str, n_trials: str, worker: str, storage: str = "") -> int:
-    from .workspace import Workspace
-
-    join_tuning_job(Workspace(catalog_path), int(tuning_id), int(n_trials), int(worker), storage or None)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_helper_main(*sys.argv[1:]))
