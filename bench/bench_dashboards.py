@@ -63,7 +63,7 @@ def build_home(home: Path, extra_models: int = 0, small: bool = False) -> wb.Wor
     data = ws.latest_training_data("demo")
     ws.train(ws.create_configuration("demo", "TopPop"), data)
     model = ws.train(ws.create_configuration("demo", "IALS", {"n_components": 16, "train_epochs": 4}), data)
-    ws.activate(model["id"])
+    ws.activate(model.id)
     if extra_models:
         insert_models(ws, extra_models)
     return ws
@@ -71,13 +71,14 @@ def build_home(home: Path, extra_models: int = 0, small: bool = False) -> wb.Wor
 
 def insert_models(ws: wb.Workspace, n: int) -> None:
     """Cheap catalog rows for n more models (no files): what the list has to show."""
-    model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
+    model = ws.model(int(ws.models("demo")["id"].iloc[0]))
     ws.catalog.run(lambda con: con.execute(
         "INSERT INTO models (project_id, configuration_id, training_data_id, status, n_users, n_items, "
         "n_interactions, train_seconds, metrics, stats, filesize, basename) "
         "SELECT ?, ?, ?, 'SUCCESS', 1500, 800, 63031, 0.5, "
-        "'{\"ndcg@10\": 0.1, \"ndcg@20\": 0.12, \"recall@20\": 0.3}', '{}', 4096, 'x.wbm' FROM range(?)",
-        [model["project_id"], model["configuration_id"], model["training_data_id"], n]))
+        "'{\"ndcg@10\": 0.1, \"ndcg@20\": 0.12, \"recall@20\": 0.3}', '{}', 4096, 'x.wbm' "
+        "FROM (WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < ?) SELECT k FROM n)",
+        [model.project_id, model.configuration_id, model.training_data_id, n]))
 
 
 def free_port() -> int:

@@ -181,8 +181,8 @@ CASES = [
     ("profile of unknown items", lambda c: c.recommender.recommend_for_profile(["nope1", "nope2"]), NotFoundError,
      "nope1"),
     ("cutoff 0", lambda c: c.recommender.recommend("u1", cutoff=0), ValidationError, "cutoff must be a positive whole number"),
-    ("an unknown model", lambda c: c.ws.get_model(999), NotFoundError, "There is no model with id 999"),
-    ("a model id that is no number", lambda c: c.ws.get_model("abc"), ValidationError, "A model id is a whole number"),
+    ("an unknown model", lambda c: c.ws.model(999), NotFoundError, "There is no model with id 999"),
+    ("a model id that is no number", lambda c: c.ws.model("abc"), ValidationError, "A model id is a whole number"),
     ("an unknown project", lambda c: c.ws.import_training_data("nowhere", str(BAD / "empty.csv")), NotFoundError,
      "There is no project named 'nowhere'"),
     # -- configuration and data from different projects

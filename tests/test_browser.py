@@ -187,7 +187,7 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home):
     import workbench as wb
 
     ws = wb.open(home)
-    recommender = ws.load_model(ws.project("demo")["active_model_id"])
+    recommender = ws.load_model(ws.project("demo").active_model_id)
     user = str(recommender.user_ids[7])
     open_dashboard(page, server, "recommendations")
     page.get_by_placeholder("e.g. u42").fill(user)

@@ -161,7 +161,7 @@ def test_a_worker_refuses_a_snapshot_other_than_the_jobs(workspace, demo, storag
     other, _ = generate_demo(seed=2, n_users=200, n_items=100)
     other_data = workspace.import_training_data(project, other)
     # The job is done: it has its trials. A wrong snapshot is still refused, before any trial.
-    worker = _worker(tuning.id, storage, "--snapshot", str(other_data["path"]))
+    worker = _worker(tuning.id, storage, "--snapshot", str(other_data.path))
     output = worker.communicate(timeout=60)[0]
     assert worker.returncode == 2
     assert "fingerprint" in output and "snapshot" in output.lower()

@@ -293,6 +293,7 @@ def test_a_model_that_disagrees_with_its_header_is_refused_before_use(name, data
     whose sparse matrices index outside them, is refused with ModelFileError, never used."""
     import scipy.sparse as sps
 
+    from workbench.records import TrainedModel
     from workbench.recommend import Recommender
 
     (n_users, n_items), models = learnt_models
@@ -320,7 +321,8 @@ def test_a_model_that_disagrees_with_its_header_is_refused_before_use(name, data
         ids[kind] = ids[kind][:data.draw(st.integers(0, len(ids[kind]) - 1))]
         event(f"{name} {kind}")
     with pytest.raises(ModelFileError):
-        Recommender({"id": 1}, header, recommender, ids["user_ids"], ids["item_ids"])
+        Recommender(TrainedModel(id=1, project_id=1, configuration_id=1, training_data_id=1), header, recommender,
+                    ids["user_ids"], ids["item_ids"])
 
 
 # ------------------------------------------------------- numpy internals, correctly signed

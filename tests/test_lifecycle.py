@@ -31,7 +31,7 @@ SMALL_PARAMS = {
 
 @pytest.mark.parametrize("name", algorithms.list_algorithms())
 def test_every_algorithm_trains_signs_loads_and_recommends(workspace, dataset, name):
-    config = workspace.create_configuration(dataset["project_id"], name, SMALL_PARAMS.get(name))
+    config = workspace.create_configuration(dataset.project_id, name, SMALL_PARAMS.get(name))
     model = workspace.train(config, dataset)
     assert model.status == "SUCCESS"
     assert (model.n_users, model.n_items) == (dataset.n_users, dataset.n_items)
@@ -64,11 +64,11 @@ def test_configuration_and_data_must_share_a_project(workspace, dataset):
 
 
 def test_records_carry_the_fields_users_know(workspace, dataset):
-    config = workspace.create_configuration(dataset["project_id"], "TruncatedSVD", {"n_components": 4})
+    config = workspace.create_configuration(dataset.project_id, "TruncatedSVD", {"n_components": 4})
     model = workspace.train(config, dataset)
     for field in ("id", "configuration", "data_loc", "file", "irspack_version", "ins_datetime", "basename",
                   "filesize", "status", "n_users", "n_items", "n_interactions", "train_seconds"):
-        assert model[field] is not None, field
+        assert getattr(model, field) is not None, field
     assert 0 < model.stats["explained_variance_ratio"] <= 1
     listing = workspace.models("shop")
     assert listing.loc[0, "id"] == model.id and listing.loc[0, "explained_variance_ratio"] > 0
@@ -76,7 +76,7 @@ def test_records_carry_the_fields_users_know(workspace, dataset):
 
 
 def test_activate_and_delete_guard(workspace, dataset):
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
     first, second = workspace.train(config, dataset), workspace.train(config, dataset)
     workspace.activate(first.id)
     assert workspace.active_model("shop").id == first.id
@@ -86,13 +86,13 @@ def test_activate_and_delete_guard(workspace, dataset):
     workspace.delete_model(second.id)
     assert not os.path.exists(second.file)
     with pytest.raises(NotFoundError):
-        workspace.get_model(second.id)
+        workspace.model(second.id)
     workspace.delete_model(first.id, force=True)
     assert workspace.project("shop").active_model_id is None
 
 
 def test_recommendations_for_unknown_users_profiles_and_batches(workspace, dataset, metadata):
-    config = workspace.create_configuration(dataset["project_id"], "RP3beta")
+    config = workspace.create_configuration(dataset.project_id, "RP3beta")
     model = workspace.train(config, dataset)
     recommender = workspace.load_model(model.id)
     with pytest.raises(NotFoundError, match="'nobody' is not in model"):
@@ -116,7 +116,7 @@ def test_recommendations_for_unknown_users_profiles_and_batches(workspace, datas
 
 
 def test_loaded_models_are_cached_and_reloaded_when_the_file_changes(workspace, dataset, tmp_path):
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
     model = workspace.train(config, dataset)
     first = workspace.load_model(model.id)
     assert workspace.load_model(model.id) is first
@@ -127,7 +127,7 @@ def test_loaded_models_are_cached_and_reloaded_when_the_file_changes(workspace, 
 
 
 def test_a_tampered_model_file_is_refused_before_unpickling(workspace, dataset):
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
     model = workspace.train(config, dataset)
     data = bytearray(open(model.file, "rb").read())
     data[-5] ^= 0x01
@@ -138,7 +138,7 @@ def test_a_tampered_model_file_is_refused_before_unpickling(workspace, dataset):
 
 
 def test_a_file_signed_with_another_key_is_refused(workspace, dataset, monkeypatch):
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
     model = workspace.train(config, dataset)
     own_kid = workspace.keyring.signing_key.kid
     impostor = KeyRing([SigningKey(own_kid, b"\x01" * 32)])
@@ -147,7 +147,7 @@ def test_a_file_signed_with_another_key_is_refused(workspace, dataset, monkeypat
 
 
 def test_background_training_reports_progress_and_log(workspace, dataset):
-    config = workspace.create_configuration(dataset["project_id"], "IALS", {"n_components": 8, "train_epochs": 6})
+    config = workspace.create_configuration(dataset.project_id, "IALS", {"n_components": 8, "train_epochs": 6})
     model = workspace.train(config, dataset, background=True)
     assert model.status in ("PENDING", "RUNNING", "SUCCESS")
     done = model.wait(timeout=120)
@@ -171,7 +171,7 @@ def test_a_killed_background_job_ends_as_failure_with_no_model_file(workspace, p
         pytest.fail(f"the job never started learning: {job}")
     os.kill(job["pid"], signal.SIGKILL)
     time.sleep(0.5)
-    record = workspace.get_model(model.id)
+    record = workspace.model(model.id)
     assert record.status == "FAILURE"
     assert "died" in record.job.error
     with pytest.raises(JobFailedError):
@@ -187,7 +187,7 @@ def test_cancelling_a_background_job(workspace, project):
     model.job.cancel()
     with pytest.raises(JobFailedError, match="CANCELLED"):
         model.job.wait(timeout=60)
-    assert workspace.get_model(model.id).status == "FAILURE"
+    assert workspace.model(model.id).status == "FAILURE"
 
 
 def test_allow_list_refuses_a_validly_signed_payload_that_imports_os(workspace, tmp_path):

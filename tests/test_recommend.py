@@ -89,7 +89,7 @@ def test_factor_models_take_the_fast_path_with_the_generic_answer(workspace, dat
     params = {"IALS": {"n_components": 8, "train_epochs": 4}, "TruncatedSVD": {"n_components": 8},
               "NMF": {"n_components": 8}, "RP3beta": None, "TopPop": None}
     for name, config_params in params.items():
-        model = workspace.train(workspace.create_configuration(dataset["project_id"], name, config_params), dataset)
+        model = workspace.train(workspace.create_configuration(dataset.project_id, name, config_params), dataset)
         recommender = workspace.load_model(model.id)
         factors = recommender._factor_index()
         assert (factors is not None) == (name in ("IALS", "TruncatedSVD", "NMF")), name
@@ -145,7 +145,7 @@ def test_an_int_id_model_takes_ints_and_their_decimal_digits_only(int_id_model):
 
 
 def test_a_text_id_model_takes_text_only(workspace, dataset):
-    model = workspace.train(workspace.create_configuration(dataset["project_id"], "TopPop"), dataset)
+    model = workspace.train(workspace.create_configuration(dataset.project_id, "TopPop"), dataset)
     recommender = workspace.load_model(model.id)
     assert recommender.recommend(np.str_("u1"), cutoff=3) == recommender.recommend("u1", cutoff=3)
     for bad in (1, 1.0, True, b"u1", None):
@@ -157,7 +157,7 @@ def test_a_text_id_model_takes_text_only(workspace, dataset):
 
 @pytest.mark.parametrize("profile", ["50", "i5", b"i5", 5])
 def test_a_profile_is_a_list_not_one_id(workspace, dataset, int_id_model, profile):
-    model = workspace.train(workspace.create_configuration(dataset["project_id"], "TopPop"), dataset)
+    model = workspace.train(workspace.create_configuration(dataset.project_id, "TopPop"), dataset)
     for recommender in (workspace.load_model(model.id), int_id_model):
         with pytest.raises(ValidationError, match="list of item ids"):
             recommender.recommend_for_profile(profile)
@@ -170,7 +170,7 @@ def _resign(workspace, model_id, change):
     """Rewrite model `model_id`'s file, validly signed, after `change(header, payload)`."""
     from workbench.signing import read_model_file, write_model_file
 
-    path = workspace.get_model(model_id)["file"]
+    path = workspace.model(model_id).file
     header, payload = read_model_file(path, workspace.keyring)
     change(header, payload)
     write_model_file(path, header, payload, workspace.keyring)
@@ -192,7 +192,7 @@ def _out_of_range(header, payload):
 def test_a_validly_signed_model_that_disagrees_with_its_header_is_refused(workspace, dataset, change):
     from workbench.errors import ModelFileError
 
-    model = workspace.train(workspace.create_configuration(dataset["project_id"], "RP3beta"), dataset)
+    model = workspace.train(workspace.create_configuration(dataset.project_id, "RP3beta"), dataset)
     _resign(workspace, model.id, change)
     with pytest.raises(ModelFileError, match=f"model {model.id}"):
         workspace.load_model(model.id)  # refused before any score is computed
@@ -203,8 +203,8 @@ def test_a_model_path_that_is_a_fifo_is_refused_at_once(workspace, dataset):
 
     from workbench.errors import ModelFileError
 
-    model = workspace.train(workspace.create_configuration(dataset["project_id"], "TopPop"), dataset)
-    path = workspace.get_model(model.id)["file"]
+    model = workspace.train(workspace.create_configuration(dataset.project_id, "TopPop"), dataset)
+    path = workspace.model(model.id).file
     os.unlink(path)
     os.mkfifo(path)
     error = error_without_waiting(lambda: workspace.load_model(model.id), path)

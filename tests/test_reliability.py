@@ -90,7 +90,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
 @pytest.fixture
 def trained(workspace, dataset, metadata):
     """The shop project with three SUCCESS TopPop models."""
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
     return [workspace.train(config, dataset) for _ in range(3)]
 
 
@@ -141,9 +141,9 @@ def test_an_import_killed_mid_write_leaves_no_visible_snapshot(workspace, projec
     assert not any(snapshots.iterdir())
     # And the same import, done again, works.
     if what == "interactions":
-        assert workspace.import_training_data(project, str(source))["n_rows"] == len(pd.read_csv(source))
+        assert workspace.import_training_data(project, str(source)).n_rows == len(pd.read_csv(source))
     else:
-        assert workspace.import_item_metadata(project, str(source))["n_rows"] == 90
+        assert workspace.import_item_metadata(project, str(source)).n_rows == 90
 
 
 def test_a_real_import_killed_at_the_moment_it_writes(workspace, project, tmp_path):
@@ -165,7 +165,7 @@ def test_a_real_import_killed_at_the_moment_it_writes(workspace, project, tmp_pa
     finally:
         kill(child)
     if catalog_rows(workspace) != rows:  # it finished before the kill landed: then it is all there
-        assert len(workspace.training_data_list()) == 1
+        assert len(workspace.training_data_sets()) == 1
     for entry in visible_entries(snapshots):  # every visible snapshot is complete
         if "/" not in entry:
             assert sorted(p.name for p in (snapshots / entry).iterdir()) == sorted(doctor.SNAPSHOT_FILES)
@@ -201,9 +201,9 @@ TRAIN_CHILD = """
 
 @pytest.mark.parametrize("where", ["write", "rename"])
 def test_a_worker_killed_while_writing_its_model_file(workspace, dataset, tmp_path, where):
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
-    model_id, job_id = training.create_model_record(workspace, workspace.configuration(config["id"]),
-                                                    workspace.training_data(dataset["id"]))
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
+    model_id, job_id = training.create_model_record(workspace, workspace.configuration(config.id),
+                                                    workspace.training_data(dataset.id))
     marker = tmp_path / "marker"
     folder = workspace.models_dir / "shop"
     final = folder / f"{model_id}{training.MODEL_SUFFIX}"
@@ -222,7 +222,7 @@ def test_a_worker_killed_while_writing_its_model_file(workspace, dataset, tmp_pa
     assert {f.kind for f in report.problems} == {"dead job", "temp file" if where == "write" else "orphan file"}
     assert workspace.catalog.get("jobs", job_id)["status"] == "RUNNING"
 
-    model = workspace.get_model(model_id)  # any look at it reaps the dead job
+    model = workspace.model(model_id)  # any look at it reaps the dead job
     assert model.status == "FAILURE" and model.file is None
     assert f"worker process {child.pid} died" in model.job.error
     with pytest.raises(JobFailedError, match="died"):
@@ -233,13 +233,13 @@ def test_a_worker_killed_while_writing_its_model_file(workspace, dataset, tmp_pa
 
 def test_a_worker_that_dies_before_it_starts_fails_its_job(workspace, dataset, monkeypatch):
     """Its job must not stay PENDING forever: the worker's pid is recorded when it is started."""
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
     monkeypatch.setattr(sys, "executable", shutil.which("false"))  # the worker exits at once
     model = workspace.train(config, dataset, background=True)
     monkeypatch.undo()
     with pytest.raises(JobFailedError, match="died"):
         model.job.wait(timeout=30)
-    assert workspace.get_model(model.id).status == "FAILURE"
+    assert workspace.model(model.id).status == "FAILURE"
 
 
 # --------------------------------------------------------------------------------- doctor
@@ -279,8 +279,8 @@ def test_doctor_reports_then_repairs_orphans_missing_and_tampered_files(workspac
     assert sorted(p.name for p in folder.iterdir()) == ["3.wbm"]
     statuses = dict(zip(workspace.models()["id"], workspace.models()["status"]))
     assert statuses == {1: "FAILURE", 2: "FAILURE", 3: "SUCCESS"}
-    assert workspace.project("shop")["active_model_id"] is None  # the tampered model was active
-    assert "failed verification" in workspace.get_model(second.id).job.error
+    assert workspace.project("shop").active_model_id is None  # the tampered model was active
+    assert "failed verification" in workspace.model(second.id).job.error
     assert "failed verification" in " ".join(workspace.task_log(model=second.id)["message"])
     with pytest.raises(ValidationError, match="FAILURE"):
         workspace.load_model(second.id)
@@ -298,9 +298,9 @@ def test_a_valid_file_of_another_model_is_refused_on_load(workspace, trained):
 
 
 def test_doctor_reaps_jobs_left_running_or_pending_by_dead_processes(workspace, dataset, capsys):
-    config = workspace.create_configuration(dataset["project_id"], "TopPop")
-    running = training.create_model_record(workspace, config, workspace.training_data(dataset["id"]))
-    never = training.create_model_record(workspace, config, workspace.training_data(dataset["id"]))
+    config = workspace.create_configuration(dataset.project_id, "TopPop")
+    running = training.create_model_record(workspace, config, workspace.training_data(dataset.id))
+    never = training.create_model_record(workspace, config, workspace.training_data(dataset.id))
     pid = dead_pid()
     workspace.catalog.update("jobs", running[1], {"status": "RUNNING", "pid": pid, "host": socket.gethostname(),
                                                   "process_started": time.time() - 5})
@@ -323,8 +323,8 @@ def test_doctor_cleans_up_after_a_retrain_that_died_mid_run(workspace, trained):
     workspace.activate(trained[0].id)
     with workspace.catalog.tagged("dead-run"):  # what a run that died after importing and training left
         data = workspace.import_training_data(project, clustered_interactions(seed=9))
-        orphan = workspace.train(workspace.configuration(trained[0]["configuration_id"]), data)
-    journal = {"state": "running", "project": "shop", "project_id": project["id"], "pid": dead_pid(),
+        orphan = workspace.train(workspace.configuration(trained[0].configuration_id), data)
+    journal = {"state": "running", "project": "shop", "project_id": project.id, "pid": dead_pid(),
                "host": socket.gethostname(), "process_started": time.time() - 60, "started_at": "earlier",
                "run_id": "dead-run", "active_before": trained[0].id, "metrics_backup": {}}
     lock_file = workspace.data_dir / "locks" / "shop.retrain.lock"
@@ -333,8 +333,8 @@ def test_doctor_cleans_up_after_a_retrain_that_died_mid_run(workspace, trained):
     report = doctor.check(workspace)
     assert [f.kind for f in report.problems] == ["crashed retrain"]
     report = doctor.check(workspace, repair=True)
-    assert report.ok and f"model {orphan['id']}" in report.findings[0].repaired
-    assert orphan["id"] not in set(workspace.models()["id"]) and not Path(orphan["file"]).exists()
+    assert report.ok and f"model {orphan.id}" in report.findings[0].repaired
+    assert orphan.id not in set(workspace.models()["id"]) and not Path(orphan.file).exists()
     assert json.loads(lock_file.read_text())["state"] == "rolled back"
     # The snapshot the dead run imported is now referenced by nothing: removed when old enough.
     assert [f.kind for f in doctor.check(workspace, stale_after=0).problems] == ["unreferenced snapshot"]
@@ -380,7 +380,7 @@ KERNEL = """
             models = ws.models(); ops += 1
             seen_models |= set(int(i) for i in models.loc[models.status == "SUCCESS", "id"])
             ws.projects(); ops += 1
-            seen_data |= set(int(i) for i in ws.training_data_list()["id"]); ops += 1
+            seen_data |= set(int(i) for i in ws.training_data_sets()["id"]); ops += 1
             last = ws.catalog.query("SELECT max(id) AS id FROM jobs")[0]["id"]; ops += 1
             if last is not None:
                 job = ws.job(last); ops += 1
@@ -411,7 +411,7 @@ IMPORTER = """
         try:
             frame = clustered_interactions(n_users=200, seed=100 + i)
             record = ws.import_training_data("shop", frame, name=f"batch {i}"); ops += 1
-            imported[record["id"]] = [int(record["n_rows"]), len(frame)]
+            imported[record.id] = [int(record.n_rows), len(frame)]
             if i % 3 == 0:
                 ws.import_item_metadata("shop", item_table().assign(batch=i)); ops += 1
         except Exception as error:
@@ -434,7 +434,7 @@ def soaked(tmp_path_factory):
     base = ws.import_training_data(project, full[full["timestamp"] <= cut])
     full[full["timestamp"] > cut].to_csv(root / "new.csv", index=False)
     ws.import_item_metadata(project, item_table())
-    ws.activate(ws.train(ws.create_configuration(project, "RP3beta"), base)["id"])
+    ws.activate(ws.train(ws.create_configuration(project, "RP3beta"), base).id)
     ials = ws.create_configuration(project, "IALS", {"n_components": 16, "train_epochs": 30})
 
     stop = root / "stop"
@@ -457,7 +457,7 @@ def soaked(tmp_path_factory):
         while time.time() < started + SOAK_SECONDS:
             model = ws.train(ials, base, background=True)
             try:
-                trainings.append(model.wait(timeout=300)["id"])
+                trainings.append(model.wait(timeout=300).id)
             except Exception as error:
                 errors.append(f"training: {type(error).__name__}: {error}")
             if retrain is not None and retrain.poll() is not None:
@@ -499,7 +499,7 @@ def test_soak_many_processes_one_catalog(soaked):
     assert soaked["trainings"]
 
     # 0 rows lost: everything the importer, the trainer and the retrains registered is there, whole.
-    data = ws.training_data_list().set_index("id")
+    data = ws.training_data_sets().set_index("id")
     for record_id, (n_rows, expected) in results["importer"]["imported"].items():
         assert int(data.loc[int(record_id), "n_rows"]) == n_rows == expected
     models = ws.models().set_index("id")

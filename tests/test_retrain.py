@@ -41,7 +41,7 @@ def shop(tmp_path):
     new_csv = tmp_path / "new.csv"
     full[full["timestamp"] > cut].to_csv(new_csv, index=False)
     model = ws.train(ws.create_configuration(project, "RP3beta"), old)
-    ws.activate(model["id"])
+    ws.activate(model.id)
     return ws, new_csv
 
 
@@ -68,51 +68,51 @@ def test_decide(policy, new, old, tolerance, has_active, expected):
 def test_retrain_appends_new_rows_and_activates_per_policy(shop):
     ws, new_csv = shop
     old = ws.active_model("shop")
-    before = ws.training_data(old["training_data_id"])
+    before = ws.training_data(old.training_data_id)
     outcome = retrain(ws, "shop", str(new_csv), mode="retrain", tolerance=0.0)
 
     batch = outcome.statistics.loc["new batch"]
-    assert outcome.training_data["n_rows"] == before["n_rows"] + batch["n_rows"]  # the union
+    assert outcome.training_data.n_rows == before.n_rows + batch["n_rows"]  # the union
     assert outcome.changes["rows_added"] == batch["n_rows"] > 0
     assert outcome.changes["new_users"] > 0  # later users only appear in the new rows
-    assert outcome.new_model["configuration_id"] == old["configuration_id"]
-    assert outcome.new_model["training_data_id"] == outcome.training_data["id"]
-    assert list(outcome.comparison["model_id"]) == [old["id"], outcome.new_model["id"]]
+    assert outcome.new_model.configuration_id == old.configuration_id
+    assert outcome.new_model.training_data_id == outcome.training_data.id
+    assert list(outcome.comparison["model_id"]) == [old.id, outcome.new_model.id]
     assert outcome.metric == "ndcg@20" and outcome.split["seed"] == 1
-    assert outcome.activated and ws.active_model("shop")["id"] == outcome.new_model["id"]
+    assert outcome.activated and ws.active_model("shop").id == outcome.new_model.id
     assert len(ws.models("shop")) == 2
     assert "<svg" in outcome.chart().data
     assert json.dumps(outcome.summary())  # JSON-ready for the CLI
 
     replaced = retrain(ws, "shop", str(new_csv), append=False, activate="never")
-    assert replaced.training_data["n_rows"] == batch["n_rows"]
-    assert replaced.decision == "kept" and ws.active_model("shop")["id"] == outcome.new_model["id"]
+    assert replaced.training_data.n_rows == batch["n_rows"]
+    assert replaced.decision == "kept" and ws.active_model("shop").id == outcome.new_model.id
 
 
 def test_gate_policies(shop):
     ws, _ = shop
-    active = ws.active_model("shop")["id"]  # RP3beta; the retunes below may only pick TopPop
+    active = ws.active_model("shop").id  # RP3beta; the retunes below may only pick TopPop
     worse = dict(mode="retune", algorithms=["TopPop"], n_trials=1)
 
     kept = retrain(ws, "shop", **worse)
     assert kept.new_score < kept.old_score
     assert kept.decision == "kept" and "worse" in kept.reason
-    assert ws.active_model("shop")["id"] == active and kept.new_model["status"] == "SUCCESS"
+    assert ws.active_model("shop").id == active and kept.new_model.status == "SUCCESS"
 
     lenient = retrain(ws, "shop", tolerance=1.0, **worse)
-    assert lenient.decision == "activated" and ws.active_model("shop")["id"] == lenient.new_model["id"]
-    active = lenient.new_model["id"]
+    assert lenient.decision == "activated" and ws.active_model("shop").id == lenient.new_model.id
+    active = lenient.new_model.id
 
     never = retrain(ws, "shop", activate="never")  # mode "retrain": the active (TopPop) configuration again
-    assert never.decision == "kept" and ws.active_model("shop")["id"] == active
+    assert never.decision == "kept" and ws.active_model("shop").id == active
 
     forced = retrain(ws, "shop", activate="always")
-    assert forced.activated and ws.active_model("shop")["id"] == forced.new_model["id"]
+    assert forced.activated and ws.active_model("shop").id == forced.new_model.id
     assert len(ws.models("shop")) == 5
 
 
 def test_retrain_without_an_active_model_falls_back_to_tuning(workspace, dataset):
-    outcome = retrain(workspace, dataset["project_id"], n_trials=2, algorithms=["TopPop", "RP3beta"])
+    outcome = retrain(workspace, dataset.project_id, n_trials=2, algorithms=["TopPop", "RP3beta"])
     assert (outcome.requested_mode, outcome.mode) == ("retrain", "retune")
     assert outcome.tuning_job is not None and outcome.old_model is None
     assert outcome.activated and any("No active model" in note for note in outcome.notes)
@@ -210,23 +210,23 @@ def test_the_next_run_removes_what_a_crashed_run_registered(shop):
     # next training job recorded a process (a PENDING model and job), and its journal.
     with ws.catalog.tagged("crashed-run"):
         data = ws.import_training_data(project, str(new_csv))
-        orphan = ws.train(ws.configuration(active["configuration_id"]), data)
-        pending_model, pending_job = create_model_record(ws, ws.configuration(active["configuration_id"]), data)
-    journal = {"state": "running", "project_id": project["id"], "pid": os.getpid(), "host": socket.gethostname(),
+        orphan = ws.train(ws.configuration(active.configuration_id), data)
+        pending_model, pending_job = create_model_record(ws, ws.configuration(active.configuration_id), data)
+    journal = {"state": "running", "project_id": project.id, "pid": os.getpid(), "host": socket.gethostname(),
                "process_started": psutil.Process().create_time(), "started_at": "earlier", "run_id": "crashed-run",
-               "active_before": active["id"], "metrics_backup": {}}
+               "active_before": active.id, "metrics_backup": {}}
     lock_file = ws.data_dir / "locks" / "shop.retrain.lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     lock_file.write_text(json.dumps(journal))
 
     outcome = retrain(ws, "shop", activate="never")
     assert any("died mid-run" in note for note in outcome.notes)
-    assert orphan["id"] not in set(ws.models("shop")["id"]) and not Path(orphan["file"]).exists()
-    assert data["id"] not in set(ws.training_data_list("shop")["id"])
-    assert not ws.catalog.query("SELECT id FROM jobs WHERE id IN (?, ?)", [orphan["job_id"], pending_job])
+    assert orphan.id not in set(ws.models("shop")["id"]) and not Path(orphan.file).exists()
+    assert data.id not in set(ws.training_data_sets("shop")["id"])
+    assert not ws.catalog.query("SELECT id FROM jobs WHERE id IN (?, ?)", [orphan.job_id, pending_job])
     assert not ws.catalog.query("SELECT id FROM models WHERE id = ?", [pending_model])
-    assert sorted(ws.models("shop")["id"]) == [active["id"], outcome.new_model["id"]]
-    assert ws.active_model("shop")["id"] == active["id"]
+    assert sorted(ws.models("shop")["id"]) == [active.id, outcome.new_model.id]
+    assert ws.active_model("shop").id == active.id
 
 
 # -- Papermill through the CLI ------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_cli_runs_the_notebook_with_new_rows_appended(shop, monkeypatch, capsys)
 
     new = ws.active_model("shop")
     assert len(ws.models("shop")) == 2
-    assert new["id"] != old["id"] and new["training_data_id"] != old["training_data_id"]
+    assert new.id != old.id and new.training_data_id != old.training_data_id
     notebook = nbformat.read(str(report), as_version=4)
     assert str(new_csv.resolve()) in notebook.cells[2].source  # papermill's injected parameters
     text = report_text(report)
@@ -273,8 +273,8 @@ def test_cli_retune_keeps_the_active_model_when_told_to(shop, monkeypatch, capsy
     code, out, err = cli(ws, monkeypatch, capsys, "--project", "shop", "-p", "mode", "retune", "-p", "n_trials", "2",
                          "-p", "activate", "never", "-p", "new_data", "None")
     assert code == 0, err
-    assert "registered model" in out and f"stays {old['id']}" in out
-    assert ws.active_model("shop")["id"] == old["id"]
+    assert "registered model" in out and f"stays {old.id}" in out
+    assert ws.active_model("shop").id == old.id
     assert len(ws.models("shop")) == 2 and len(ws.tuning_jobs("shop")) == 1
     assert '"mode": "retune"' in report_text(Path(out.strip().splitlines()[-1]))
 

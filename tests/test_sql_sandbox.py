@@ -39,7 +39,7 @@ def home(tmp_path, monkeypatch):
 
 def state(ws) -> tuple:
     files = sorted(str(p.relative_to(ws.home)) for p in ws.home.rglob("*") if not {"logs", "locks"} & set(p.parts))
-    return ws.training_data_list().to_json(date_format="iso"), ws.projects().to_json(date_format="iso"), files
+    return ws.training_data_sets().to_json(date_format="iso"), ws.projects().to_json(date_format="iso"), files
 
 
 def refused(ws, source, *fragments, what="interactions") -> str:
@@ -60,12 +60,12 @@ def refused(ws, source, *fragments, what="interactions") -> str:
 
 def test_a_query_reads_a_csv_in_an_allowed_folder(home):
     record = home.import_training_data("shop", "SELECT * FROM 'imports/new.csv'")
-    assert record["n_users"] == 20 and record["source"] == "SQL: SELECT * FROM 'imports/new.csv'"
+    assert record.n_users == 20 and record.source == "SQL: SELECT * FROM 'imports/new.csv'"
     assert home.preview(f"FROM read_csv('{home.home / 'imports' / 'new.csv'}')", n_rows=2).columns == [
         "user_id", "item_id", "timestamp"]
     (home.home / "exports").mkdir()  # any other folder of the current directory, but data/ and models/
     (home.home / "imports" / "new.csv").rename(home.home / "exports" / "new.csv")
-    assert home.import_training_data("shop", "SELECT * FROM read_csv('exports/*.csv')")["n_users"] == 20
+    assert home.import_training_data("shop", "SELECT * FROM read_csv('exports/*.csv')").n_users == 20
 
 
 @pytest.mark.parametrize("statement", [
@@ -105,7 +105,7 @@ def test_attach_and_settings_are_refused(home):
     refused(home, f"SET enable_external_access = true; {ROWS}", "got 2 (SET + SELECT)")
     refused(home, "INSTALL httpfs", "exactly one SELECT")
     refused(home, "SELECT * FROM read_csv('https://example.com/ratings.csv')", "may not read")
-    assert home.project("shop")["active_model_id"] is None
+    assert home.project("shop").active_model_id is None
 
 
 def test_the_connection_itself_is_locked(home, tmp_path):
@@ -135,10 +135,10 @@ def test_declared_folders_replace_the_default(home, tmp_path, monkeypatch):
     elsewhere.mkdir()
     clustered_interactions(n_users=15, n_items=10, per_user=3).to_csv(elsewhere / "x.csv", index=False)
     monkeypatch.setenv(data.DATA_DIRS_VARIABLE, os.pathsep.join([str(elsewhere), str(tmp_path / "missing")]))
-    assert home.import_training_data("shop", f"SELECT * FROM '{elsewhere / 'x.csv'}'")["n_users"] == 15
+    assert home.import_training_data("shop", f"SELECT * FROM '{elsewhere / 'x.csv'}'").n_users == 15
     refused(home, "SELECT * FROM 'imports/new.csv'", "may not read", str(elsewhere))
     monkeypatch.setenv(data.DATA_DIRS_VARIABLE, str(tmp_path))  # holds the workspace: data/ and models/ stay out
-    assert home.import_training_data("shop", "SELECT * FROM 'imports/new.csv'")["n_users"] == 20
+    assert home.import_training_data("shop", "SELECT * FROM 'imports/new.csv'").n_users == 20
     refused(home, "SELECT * FROM read_text('data/signing.key')", "may not read")
 
 
@@ -159,12 +159,12 @@ def test_file_paths_are_not_restricted(home, tmp_path):
     """A path is the user's explicit choice: read as before, wherever it is."""
     path = tmp_path / "elsewhere.csv"
     clustered_interactions(n_users=12, n_items=10, per_user=3).to_csv(path, index=False)
-    assert home.import_training_data("shop", str(path))["n_users"] == 12
+    assert home.import_training_data("shop", str(path)).n_users == 12
 
 
 def test_retrain_runs_new_data_queries_in_the_sandbox(home):
     model = home.train(home.create_configuration("shop", "TopPop"), home.latest_training_data("shop"))
-    home.activate(model["id"])
+    home.activate(model.id)
     before = state(home)
     stealing = "SELECT content AS user_id, 'i1' AS item_id, now() AS timestamp FROM read_text('data/signing.key')"
     for append in (True, False):  # appending reads the batch through the data layer, replacing through the workspace
@@ -181,10 +181,10 @@ def test_cli_retrain_runs_new_data_queries_in_the_sandbox(home, capsys):
     from workbench.cli import main
 
     model = home.train(home.create_configuration("shop", "TopPop"), home.latest_training_data("shop"))
-    home.activate(model["id"])
+    home.activate(model.id)
     query = "SELECT content AS user_id, 'i1' AS item_id, now() AS timestamp FROM read_text('data/signing.key')"
     code = main(["--home", str(home.home), "retrain", "--project", "shop", "-p", "new_data", query])
     err = capsys.readouterr().err
     assert code == 1 and "the query may not read" in err, err
     assert (home.data_dir / "signing.key").read_text().strip() not in err
-    assert home.active_model("shop")["id"] == model["id"] and len(home.models("shop")) == 1
+    assert home.active_model("shop").id == model.id and len(home.models("shop")) == 1

@@ -110,7 +110,7 @@ def _mixed_operations(home: str, worker: int, n_operations: int, model_ids: list
             listed = ws.models("stress")
             assert sorted(listed["id"]) == sorted(model_ids), listed
         else:
-            assert ws.get_model(model_ids[step % len(model_ids)]).status == "SUCCESS"
+            assert ws.model(model_ids[step % len(model_ids)]).status == "SUCCESS"
 
 
 def _stress_workspace(home):

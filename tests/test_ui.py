@@ -44,7 +44,7 @@ def build_demo_home(home: Path, models: bool = True, **sizes) -> wb.Workspace:
         data = ws.latest_training_data("demo")
         ws.train(ws.create_configuration("demo", "TopPop"), data)
         model = ws.train(ws.create_configuration("demo", "IALS", FAST_IALS, name="IALS small"), data)
-        ws.activate(model["id"])
+        ws.activate(model.id)
     return ws
 
 
@@ -59,7 +59,7 @@ def test_home_lists_projects_with_counts_active_model_and_links(shared):
     row = app.frame.iloc[0]
     assert "demo" in row["project"]
     assert row["training data"] >= 1 and row["models"] >= 2 and row["configurations"] >= 2
-    active = shared.project("demo")["active_model_id"]
+    active = shared.project("demo").active_model_id
     assert f"#{active} IALS" in row["active model"]
     assert "href='models.ipynb'" in app.links.value and "href='data.ipynb'" in app.table.html.value
     assert "demo" in app.table.html.value
@@ -102,7 +102,7 @@ def test_data_create_project_preview_map_columns_and_import(workspace, tmp_path)
     assert app.project is None and "create one" in app.project_info.value
     app.new_name.value, app.new_time.value = "shop", "timestamp"
     app.create_button.click()
-    assert app.project["name"] == "shop" and app.project_message.kind == "success"
+    assert app.project.name == "shop" and app.project_message.kind == "success"
     app.create_button.click()  # the same name again: an inline validation error
     assert app.project_message.kind == "error" and "already exists" in app.project_message.message
 
@@ -116,7 +116,7 @@ def test_data_create_project_preview_map_columns_and_import(workspace, tmp_path)
     app.map_user.value, app.map_item.value, app.map_time.value = "visitor", "product", "when"
     app.import_data(background=False)
     assert app.import_message.kind == "success", app.import_message.message
-    listed = workspace.training_data_list("shop")
+    listed = workspace.training_data_sets("shop")
     assert len(listed) == 1 and listed["n_users"][0] == 40 and listed["name"][0] == "clicks.csv"
     assert len(app.table.frame) == 1 and app.table.frame["per_user"][0] == 5.0
 
@@ -143,7 +143,7 @@ def test_data_upload_sql_metadata_and_inline_validation_errors(workspace, projec
     app.data_name.value = "without u0"
     app.import_data(background=False)
     assert app.import_message.kind == "success", app.import_message.message
-    assert workspace.training_data_list(project)["n_users"].tolist() == [30, 29]
+    assert workspace.training_data_sets(project)["n_users"].tolist() == [30, 29]
 
     app.source_tabs.selected_index = 1
     app.path.value = str(tmp_path / "missing.csv")
@@ -185,7 +185,7 @@ def test_data_preview_and_mapped_import_use_the_import_reader(workspace, project
     app.map_user.value = "visitor"
     app.import_data(background=False)
     assert app.import_message.kind == "success", app.import_message.message
-    assert workspace.training_data_list(project)["n_users"].tolist() == [20]
+    assert workspace.training_data_sets(project)["n_users"].tolist() == [20]
 
 
 def test_param_form_has_the_registry_defaults_and_validates():
@@ -213,16 +213,16 @@ def test_training_a_new_configuration_from_the_form_in_a_worker(shared):
     app.config_name.value = "IALS from the form"
     before = set(shared.models("demo")["id"])
     app.start_button.click()
-    assert app.start_button.disabled and app.model["status"] in ("PENDING", "RUNNING", "SUCCESS")
+    assert app.start_button.disabled and app.model.status in ("PENDING", "RUNNING", "SUCCESS")
     app.wait(120)
     assert app.monitor.record["status"] == "SUCCESS" and app.monitor.progress.value == 1.0
     assert app.message.kind == "success" and not app.start_button.disabled
     assert any("Learned" in line for line in app.monitor.lines)
     assert "Model #" in app.result.value and "n_users" in app.result.value and "SUCCESS" in app.result.value
     new = set(shared.models("demo")["id"]) - before
-    assert new == {app.model["id"]}
-    config = shared.configuration(shared.get_model(app.model["id"])["configuration_id"])
-    assert config["name"] == "IALS from the form" and config["params"]["n_components"] == 8
+    assert new == {app.model.id}
+    config = shared.configuration(shared.model(app.model.id).configuration_id)
+    assert config.name == "IALS from the form" and config.params["n_components"] == 8
 
 
 def test_training_a_saved_configuration_and_showing_bad_input(shared):
@@ -232,7 +232,7 @@ def test_training_a_saved_configuration_and_showing_bad_input(shared):
     app.configuration.value = topop
     model = app.start(background=False)
     app.wait(60)
-    assert model["status"] == "SUCCESS" and app.message.kind == "success"
+    assert model.status == "SUCCESS" and app.message.kind == "success"
     app.mode.value = "new"
     app.algorithm.value = "RP3beta"
     app.form.inputs["beta"].value = -1.0
@@ -249,14 +249,14 @@ def test_tuning_shows_live_trials_best_so_far_and_the_trained_model(shared):
     app.start_button.click()
     assert app.tuning_job is not None and app.start_button.disabled
     app.wait(180)
-    job = shared.get_tuning_job(app.tuning_job["id"])
-    assert job["status"] == "SUCCESS", app.message.message
-    assert len(app.trials_table.frame) == len(job["trials"]) == 4
+    job = shared.tuning_job(app.tuning_job.id)
+    assert job.status == "SUCCESS", app.message.message
+    assert len(app.trials_table.frame) == len(job.trials) == 4
     best = list(app.best_line.y)
-    assert best and best == sorted(best) and abs(best[-1] - job["best_score"]) < 1e-9
+    assert best and best == sorted(best) and abs(best[-1] - job.best_score) < 1e-9
     assert len(app.trial_points.y) == len(best)
-    assert f"model #{job['model_id']}" in app.outcome.value and "models.ipynb" in app.outcome.value
-    assert shared.get_model(job["model_id"])["status"] == "SUCCESS"
+    assert f"model #{job.model_id}" in app.outcome.value and "models.ipynb" in app.outcome.value
+    assert shared.model(job.model_id).status == "SUCCESS"
     assert len(app.history.frame) >= 1 and any("trial" in line for line in app.monitor.lines)
 
 
@@ -281,7 +281,7 @@ def test_models_compare_activate_download_retrain_and_guarded_delete(lifecycle_w
     assert {"status", "active", "n_users", "n_items", "trained_on", "file_size", "trained_at"} <= set(frame.columns)
     assert "explained_variance" not in frame.columns or frame["explained_variance"].notna().any()
     ids = sorted(int(i) for i in app.frame["id"])
-    active = int(ws.project("demo")["active_model_id"])
+    active = int(ws.project("demo").active_model_id)
     other = next(i for i in ids if i != active)
 
     app.select(*ids)
@@ -294,7 +294,7 @@ def test_models_compare_activate_download_retrain_and_guarded_delete(lifecycle_w
 
     app.select(other)
     app.activate_button.click()
-    assert int(ws.project("demo")["active_model_id"]) == other and app.message.kind == "success"
+    assert int(ws.project("demo").active_model_id) == other and app.message.kind == "success"
     assert bool(app.frame.set_index("id").loc[other, "active"])
 
     app.delete_button.click()  # the active one: refused before any confirmation
@@ -320,21 +320,21 @@ def test_models_compare_activate_download_retrain_and_guarded_delete(lifecycle_w
 
     new = app.retrain()
     app.wait(120)
-    fresh = ws.get_model(new["id"])
-    assert fresh["status"] == "SUCCESS" and fresh["configuration_id"] == ws.get_model(other)["configuration_id"]
-    assert new["id"] in set(app.frame["id"]) and "Model #" in app.retrained.value
+    fresh = ws.model(new.id)
+    assert fresh.status == "SUCCESS" and fresh.configuration_id == ws.model(other).configuration_id
+    assert new.id in set(app.frame["id"]) and "Model #" in app.retrained.value
     assert app.message.kind == "success"
 
 
 def test_models_table_with_a_thousand_models_pages_sorts_and_searches(lifecycle_ws):
     ws = lifecycle_ws
-    model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
+    model = ws.model(int(ws.models("demo")["id"].iloc[0]))
     ws.catalog.run(lambda con: con.execute(
         "INSERT INTO models (project_id, configuration_id, training_data_id, status, n_users, n_items, "
         "n_interactions, train_seconds, metrics, stats, filesize, basename) "
         "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 1000) "
         "SELECT ?, ?, ?, 'SUCCESS', 300, 120, 3600, 0.5, '{\"ndcg@10\": 0.1}', '{}', 4096, 'x.wbm' FROM n",
-        [model["project_id"], model["configuration_id"], model["training_data_id"]]))
+        [model.project_id, model.configuration_id, model.training_data_id]))
     app = ModelsDashboard(ws)  # its speed is measured in bench/bench_dashboards.py, not here
     assert len(app.frame) >= 1000 and len(app.selection.options) >= 1000
     assert app.table.html.value.count("<tr>") == app.table.page_size + 1

@@ -121,12 +121,12 @@ def test_a_copied_workspace_is_an_independent_working_copy(filled, tmp_path):
     copy_home = tmp_path / "copy"
     shutil.copytree(ws.home, copy_home, symlinks=True)
     copy = wb.open(copy_home)
-    assert copy.get_model(first.id).file == str(copy_home / "models" / "shop" / f"{first.id}.wbm")
+    assert copy.model(first.id).file == str(copy_home / "models" / "shop" / f"{first.id}.wbm")
     assert copy.load_model(second.id).recommend("u1", cutoff=3)
     report = doctor.check(copy, repair=True, stale_after=0)
     assert report.ok and not report.findings  # nothing quarantined, no snapshot removed
     copy.delete_model(first.id)
-    assert not Path(copy.get_model(second.id).file).with_name(f"{first.id}.wbm").exists()
+    assert not Path(copy.model(second.id).file).with_name(f"{first.id}.wbm").exists()
     assert tree(ws.home) == original  # the original lost nothing
     assert ws.load_model(first.id).recommend("u1", cutoff=3)
 
@@ -213,8 +213,8 @@ def mounted(kind: str, target: Path, source: Path | None = None, size: str = "4m
 def check_read_only_use(ws, first, second) -> None:
     assert ws.read_only
     assert list(ws.models("shop")["id"]) == [second.id, first.id]
-    assert len(ws.projects()) == 1 and len(ws.training_data_list()) == 1
-    assert ws.inspect_model_file(ws.get_model(second.id).file)["model_id"] == second.id
+    assert len(ws.projects()) == 1 and len(ws.training_data_sets()) == 1
+    assert ws.inspect_model_file(ws.model(second.id).file)["model_id"] == second.id
     assert ws.load_model(second.id).recommend("u1", cutoff=3)
     assert ws.sample_recommendation(second.id, seed=1)["recommendations"]
     for change in (lambda: ws.create_project("other", user_column="u", item_column="i"),

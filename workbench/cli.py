@@ -28,7 +28,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{ws.catalog_path}: already has projects; demo not created.")
         return 0
     project = create_demo_project(ws, name=args.name, seed=args.seed)
-    print(f"Created project {project['name']!r} in {ws.catalog_path}.")
+    print(f"Created project {project.name!r} in {ws.catalog_path}.")
     return 0
 
 
@@ -154,7 +154,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import papermill
 
     from .data import is_sql_query
-    from .workspace import safe_name
+    from .base import safe_name
 
     ws = _workspace(args)
     notebook = Path(args.notebook) if args.notebook else RETRAIN_NOTEBOOK

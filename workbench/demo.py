@@ -101,4 +101,4 @@ def create_demo_project(ws, name: str = "demo", seed: int = 0, **sizes):
     project = ws.create_project(name, user_column="user_id", item_column="item_id", time_column="timestamp")
     ws.import_training_data(project, interactions, name=f"demo interactions (seed {seed})")
     ws.import_item_metadata(project, items)
-    return ws.project(project["id"])
+    return ws.project(project.id)

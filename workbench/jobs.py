@@ -29,7 +29,7 @@ from .errors import JobFailedError, WorkbenchError
 from .store import Catalog, utc_now
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .base import WorkspaceBase
 
 PENDING, RUNNING, SUCCESS, FAILURE, CANCELLED = "PENDING", "RUNNING", "SUCCESS", "FAILURE", "CANCELLED"
 FINISHED = frozenset({SUCCESS, FAILURE, CANCELLED})
@@ -256,7 +256,7 @@ def record_worker(catalog: Catalog, job_id: int, pid: int) -> None:
 class Job:
     """A handle on a job: status, progress, log, wait and cancel."""
 
-    def __init__(self, workspace: "Workspace", job_id: int) -> None:
+    def __init__(self, workspace: "WorkspaceBase", job_id: int) -> None:
         self.workspace = workspace
         self.id = int(job_id)
 

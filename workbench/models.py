@@ -1,4 +1,4 @@
-"""The model registry: list, get, delete, activate, export and load trained models."""
+"""The model registry: list, delete, activate, export and load trained models."""
 
 from __future__ import annotations
 
@@ -19,45 +19,16 @@ from .recovery import write_active_model
 from .signing import read_model_file
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .base import WorkspaceBase
 
 _cache: dict[str, tuple[tuple, Recommender]] = {}
 _cache_lock = threading.Lock()
 
 
-def _model_id(ref: Any) -> int:
-    value = ref["id"] if isinstance(ref, dict) else ref
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"A model id is a whole number, got {value!r}.") from None
-
-
-def get_model(ws: "Workspace", ref: Any) -> TrainedModel:
-    reap_dead_jobs(ws.catalog, ws.models_dir)
-    rows = _model_rows(ws, ref)
-    if not rows:
-        raise NotFoundError(f"There is no model with id {_model_id(ref)}.")
-    return TrainedModel(rows[0], ws)
-
-
-def _model_rows(ws: "Workspace", ref: Any) -> list[dict]:
-    return ws.catalog.query(
-        """
-        SELECT m.*, c.name AS configuration, c.algorithm, c.params, t.path AS data_loc,
-               p.name AS project, p.active_model_id = m.id AS active
-        FROM models m JOIN configurations c ON c.id = m.configuration_id
-        JOIN training_data t ON t.id = m.training_data_id JOIN projects p ON p.id = m.project_id
-        WHERE m.id = ?
-        """,
-        [_model_id(ref)],
-    )
-
-
-def list_models(ws: "Workspace", project: Any = None) -> pd.DataFrame:
+def list_models(ws: "WorkspaceBase", project: Any = None) -> pd.DataFrame:
     """One row per trained model, newest first, with its key statistics and metrics."""
     reap_dead_jobs(ws.catalog, ws.models_dir)
-    where, params = ws._project_filter(project, "m")
+    where, params = ws.project_filter(project, "m")
     frame = ws.catalog.query_df(
         f"""
         SELECT m.id, p.name AS project, c.algorithm, c.name AS configuration, m.configuration_id,
@@ -82,67 +53,67 @@ def _flatten_json_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, extra], axis=1) if len(extra.columns) else frame
 
 
-def active_model(ws: "Workspace", project: Any) -> TrainedModel | None:
-    active_id = ws.project(project)["active_model_id"]
-    return get_model(ws, active_id) if active_id is not None else None
+def active_model(ws: "WorkspaceBase", project: Any) -> TrainedModel | None:
+    active_id = ws.project(project).active_model_id
+    return ws.model(active_id) if active_id is not None else None
 
 
-def activate(ws: "Workspace", ref: Any) -> TrainedModel:
+def activate(ws: "WorkspaceBase", ref: Any) -> TrainedModel:
     """Make a successfully trained model its project's active model (the deployment slot)."""
-    model = get_model(ws, ref)
-    if model["status"] != SUCCESS:
-        raise ValidationError(f"Model {model['id']} is {model['status']}; only a SUCCESS model can be activated.")
-    ws.catalog.execute("UPDATE projects SET active_model_id = ? WHERE id = ?", [model["id"], model["project_id"]])
-    write_active_model(ws.data_dir, model["project"], model["id"])
-    return get_model(ws, model["id"])
+    model = ws.model(ref)
+    if model.status != SUCCESS:
+        raise ValidationError(f"Model {model.id} is {model.status}; only a SUCCESS model can be activated.")
+    ws.catalog.execute("UPDATE projects SET active_model_id = ? WHERE id = ?", [model.id, model.project_id])
+    write_active_model(ws.data_dir, model.project, model.id)
+    return ws.model(model.id)
 
 
-def delete_model(ws: "Workspace", ref: Any, force: bool = False) -> None:
+def delete_model(ws: "WorkspaceBase", ref: Any, force: bool = False) -> None:
     """Delete a model's record and file. The active model needs `force=True`."""
-    model = get_model(ws, ref)
-    if model["active"] and not force:
+    model = ws.model(ref)
+    if model.active and not force:
         raise ValidationError(
-            f"Model {model['id']} is the active model of project {model['project']!r}: activate another "
+            f"Model {model.id} is the active model of project {model.project!r}: activate another "
             "model first, or pass force=True to delete it and leave the project without an active model."
         )
-    if model["status"] in ("PENDING", "RUNNING"):
-        raise ValidationError(f"Model {model['id']} is still {model['status']}; wait for its job or cancel it first.")
+    if model.status in ("PENDING", "RUNNING"):
+        raise ValidationError(f"Model {model.id} is still {model.status}; wait for its job or cancel it first.")
 
     def work(con) -> None:
-        con.execute("UPDATE projects SET active_model_id = NULL WHERE active_model_id = ?", [model["id"]])
-        con.execute("DELETE FROM models WHERE id = ?", [model["id"]])
+        con.execute("UPDATE projects SET active_model_id = NULL WHERE active_model_id = ?", [model.id])
+        con.execute("DELETE FROM models WHERE id = ?", [model.id])
 
     ws.catalog.run(work)
-    if model["active"]:
-        write_active_model(ws.data_dir, model["project"], None)
-    if model["file"]:
-        Path(model["file"]).unlink(missing_ok=True)
-        forget_cached(model["file"])
+    if model.active:
+        write_active_model(ws.data_dir, model.project, None)
+    if model.file:
+        Path(model.file).unlink(missing_ok=True)
+        forget_cached(model.file)
 
 
-def export_model(ws: "Workspace", ref: Any, dest: str | os.PathLike) -> Path:
+def export_model(ws: "WorkspaceBase", ref: Any, dest: str | os.PathLike) -> Path:
     """Copy the signed model file to `dest` (a folder or a file path)."""
     model = _successful(ws, ref)
     target = Path(dest)
     if target.is_dir():
-        target = target / model["basename"]
-    shutil.copyfile(model["file"], target)
+        target = target / model.basename
+    shutil.copyfile(model.file, target)
     return target
 
 
-def _successful(ws: "Workspace", ref: Any) -> TrainedModel:
-    model = get_model(ws, ref)
-    if model["status"] != SUCCESS or not model["file"]:
-        raise ValidationError(f"Model {model['id']} is {model['status']} and has no model file.")
-    if not Path(model["file"]).exists():
-        raise ModelFileError(f"The file of model {model['id']} is missing: {model['file']}.")
+def _successful(ws: "WorkspaceBase", ref: Any) -> TrainedModel:
+    model = ws.model(ref)
+    if model.status != SUCCESS or not model.file:
+        raise ValidationError(f"Model {model.id} is {model.status} and has no model file.")
+    if not Path(model.file).exists():
+        raise ModelFileError(f"The file of model {model.id} is missing: {model.file}.")
     return model
 
 
-def load_model(ws: "Workspace", ref: Any) -> Recommender:
+def load_model(ws: "WorkspaceBase", ref: Any) -> Recommender:
     """Verify the model's file and load it; cached per process until the file changes."""
     model = _successful(ws, ref)
-    path = str(model["file"])
+    path = str(model.file)
     stat = os.stat(path)
     stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
     with _cache_lock:
@@ -150,9 +121,9 @@ def load_model(ws: "Workspace", ref: Any) -> Recommender:
     if cached and cached[0] == stamp:
         return cached[1]
     header, payload = read_model_file(Path(path), ws.keyring)
-    if header.get("model_id") != model["id"]:  # a validly signed file, but another model's
+    if header.get("model_id") != model.id:  # a validly signed file, but another model's
         raise ModelFileError(
-            f"The file of model {model['id']} ({path}) holds model {header.get('model_id')!r}: it was replaced; "
+            f"The file of model {model.id} ({path}) holds model {header.get('model_id')!r}: it was replaced; "
             "run `workbench doctor`."
         )
     recommender = Recommender.from_payload(model, header, payload)

@@ -19,7 +19,8 @@ from .errors import ModelFileError, NotFoundError, ValidationError
 from .threads import single_threaded_blas
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .base import WorkspaceBase
+    from .records import TrainedModel
 
 BATCH_USERS = 2048
 SLICE_ROWS = 64  # 64 x 10k float32 scores stay in cache
@@ -80,11 +81,12 @@ _DECIMAL = re.compile(r"-?[0-9]+")
 class Recommender:
     """A verified, loaded model with id mappings. Made by `Workspace.load_model`."""
 
-    def __init__(self, model: dict, header: dict, recommender: Any, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+    def __init__(self, model: "TrainedModel", header: dict, recommender: Any, user_ids: np.ndarray,
+                 item_ids: np.ndarray) -> None:
         try:
             check_loaded_model(header, recommender, user_ids, item_ids)
         except ModelFileError as error:
-            raise ModelFileError(f"The file of model {model['id']} is refused: {error}.") from None
+            raise ModelFileError(f"The file of model {model.id} is refused: {error}.") from None
         self.model = model
         self.header = header
         self.recommender = recommender
@@ -96,22 +98,22 @@ class Recommender:
         self._id_arrays: dict[str, Any] = {}
 
     @classmethod
-    def from_payload(cls, model: dict, header: dict, payload: Any) -> "Recommender":
+    def from_payload(cls, model: "TrainedModel", header: dict, payload: Any) -> "Recommender":
         """From a verified model file's header and unpickled payload (ModelFileError unless the
         payload holds a recommender and id arrays matching the header)."""
         if not isinstance(payload, dict) or not {"recommender", "user_ids", "item_ids"} <= set(payload):
-            raise ModelFileError(f"The file of model {model['id']} holds no recommender with its user and item ids.")
+            raise ModelFileError(f"The file of model {model.id} holds no recommender with its user and item ids.")
         return cls(model, header, payload["recommender"], payload["user_ids"], payload["item_ids"])
 
     def __repr__(self) -> str:
-        return (f"<Recommender model {self.model['id']} {self.header['algorithm']}: "
+        return (f"<Recommender model {self.model.id} {self.header['algorithm']}: "
                 f"{len(self.user_ids):,} users x {len(self.item_ids):,} items>")
 
     def _user_index(self, user_id: Any) -> int:
         index = self._users.get(user_id)
         if index is None:
             raise NotFoundError(
-                f"User {user_id!r} is not in model {self.model['id']}'s training data; "
+                f"User {user_id!r} is not in model {self.model.id}'s training data; "
                 "use recommend_for_profile(item_ids) for a new user."
             )
         return index
@@ -141,7 +143,7 @@ class Recommender:
             (unknown if index is None else known).append(item_id if index is None else index)
         if not known:
             raise NotFoundError(
-                f"None of the profile's items is known to model {self.model['id']}: "
+                f"None of the profile's items is known to model {self.model.id}: "
                 f"{', '.join(map(repr, unknown[:5])) or 'the profile is empty'}."
             )
         known = sorted(set(known))
@@ -407,13 +409,12 @@ def with_metadata(rows: list[dict], metadata: pd.DataFrame, item_column: str) ->
     return enriched
 
 
-def sample_recommendation(ws: "Workspace", model_ref: Any, metadata: Any = None, user_id: Any = None,
+def sample_recommendation(ws: "WorkspaceBase", recommender: Recommender, metadata: Any = None, user_id: Any = None,
                           cutoff: int = 10, seed: int | None = None) -> dict:
     """A (random) user's profile beside their recommendations, with item metadata when given.
 
     `metadata`: an item-metadata record or id, a DataFrame, or True for the project's latest.
     """
-    recommender = ws.load_model(model_ref)
     if user_id is None:
         user_id = _plain(recommender.user_ids[random.Random(seed).randrange(len(recommender.user_ids))])
     profile = [{"item_id": item} for item in recommender.profile(user_id)]
@@ -425,14 +426,14 @@ def sample_recommendation(ws: "Workspace", model_ref: Any, metadata: Any = None,
     return {"user_id": user_id, "user_profile": profile, "recommendations": recommendations}
 
 
-def _metadata_frame(ws: "Workspace", model: dict, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
+def _metadata_frame(ws: "WorkspaceBase", model: TrainedModel, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
     if metadata is None or metadata is False:
         return None, None
     if isinstance(metadata, pd.DataFrame):
-        return metadata, ws.project(model["project_id"])["item_column"]
-    record = ws.latest_item_metadata(model["project_id"]) if metadata is True else ws.item_metadata(metadata)
+        return metadata, ws.project(model.project_id).item_column
+    record = ws.latest_item_metadata(model.project_id) if metadata is True else ws.item_metadata(metadata)
     if record is None:
-        raise NotFoundError(f"Project {model['project']!r} has no item metadata yet.")
-    if record["project_id"] != model["project_id"]:
-        raise ValidationError(f"Item metadata {record['id']} belongs to another project than model {model['id']}.")
+        raise NotFoundError(f"Project {model.project!r} has no item metadata yet.")
+    if record.project_id != model.project_id:
+        raise ValidationError(f"Item metadata {record.id} belongs to another project than model {model.id}.")
     return ws.item_metadata_frame(record), "item_id"  # snapshots key metadata by item_id

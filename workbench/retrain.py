@@ -126,11 +126,11 @@ class RetrainOutcome:
             "policy": self.policy, "tolerance": self.tolerance, "decision": self.decision,
             "activated": self.activated, "reason": self.reason, "metric": self.metric,
             "new_score": _json_float(self.new_score), "old_score": _json_float(self.old_score),
-            "new_model_id": self.new_model["id"],
-            "old_model_id": self.old_model["id"] if self.old_model else None,
-            "active_model_id": self.active_model_id, "training_data_id": self.training_data["id"],
-            "previous_training_data_id": self.previous_data["id"] if self.previous_data else None,
-            "tuning_job_id": self.tuning_job["id"] if self.tuning_job else None,
+            "new_model_id": self.new_model.id,
+            "old_model_id": self.old_model.id if self.old_model else None,
+            "active_model_id": self.active_model_id, "training_data_id": self.training_data.id,
+            "previous_training_data_id": self.previous_data.id if self.previous_data else None,
+            "tuning_job_id": self.tuning_job.id if self.tuning_job else None,
             "changes": self.changes, "split": self.split, "seconds": round(self.seconds, 2),
             "notes": list(self.notes),
         }
@@ -143,7 +143,7 @@ class RetrainOutcome:
         verb = "activated" if self.activated else "kept the active model; registered"
         if not self.activated and self.old_model is None:
             verb = "registered (no active model)"
-        return f"{self.project}: {verb} model {self.new_model['id']} ({self.mode}; {scores})"
+        return f"{self.project}: {verb} model {self.new_model.id} ({self.mode}; {scores})"
 
     def decision_view(self):
         """The decision and why, as Markdown for a notebook."""
@@ -151,7 +151,7 @@ class RetrainOutcome:
 
         active = f"model {self.active_model_id}" if self.active_model_id is not None else "none"
         lines = [
-            f"### {'Activated' if self.activated else 'Not activated'}: model {self.new_model['id']}",
+            f"### {'Activated' if self.activated else 'Not activated'}: model {self.new_model.id}",
             f"**Why:** {self.reason}",
             f"- mode: `{self.mode}`" + (f" (asked: `{self.requested_mode}`)" if self.mode != self.requested_mode else ""),
             f"- policy: `activate={self.policy!r}`, tolerance {self.tolerance:g} on `{self.metric}`",
@@ -171,7 +171,7 @@ class RetrainOutcome:
         return (
             f"<b>Retrain of {html.escape(self.project)}</b>: "
             f"<span style='color:{colour};font-weight:bold'>{html.escape(self.decision)}</span> "
-            f"model {self.new_model['id']}<br>{html.escape(self.reason)}"
+            f"model {self.new_model.id}<br>{html.escape(self.reason)}"
             + (f"<ul>{notes}</ul>" if notes else "")
         )
 
@@ -394,21 +394,21 @@ def _stats_row(label: str, record_id: int | None, snap: Any, previous_path: Any)
 def _import_new_data(ws: "Workspace", project: dict, source: Any, base: TrainingData | None,
                      previous: TrainingData | None, options: dict) -> tuple[TrainingData, dict]:
     """Import `source` (appended to `base` when given); return the new record and the batch's statistics."""
-    previous_path = previous["path"] if previous is not None else None
+    previous_path = previous.path if previous is not None else None
     if base is None:
         record = ws.import_training_data(project, source, **options)
         return record, _stats_row("new batch", None, record, previous_path)
-    columns = {"user_id": project["user_column"], "item_id": project["item_column"]}
-    if project["time_column"]:
-        columns["time"] = project["time_column"]
+    columns = {"user_id": project.user_column, "item_id": project.item_column}
+    if project.time_column:
+        columns["time"] = project.time_column
     with tempfile.TemporaryDirectory(prefix=".retrain-batch-", dir=ws.data_dir) as scratch:
         batch = data.build_interaction_snapshot(
-            source, scratch, user_column=project["user_column"], item_column=project["item_column"],
-            time_column=project["time_column"], sandbox=ws.sql_sandbox(), **options,
+            source, scratch, user_column=project.user_column, item_column=project.item_column,
+            time_column=project.time_column, sandbox=ws.sql_sandbox(), **options,
         )
         batch_stats = _stats_row("new batch", None, batch, previous_path)
         new_rows = data.read_interactions(batch.path)
-        old_rows = data.read_interactions(base["path"])
+        old_rows = data.read_interactions(base.path)
     wanted = [c for c in columns if c in new_rows.columns and c in old_rows.columns]
     old_rows, new_rows = old_rows[wanted], new_rows[wanted]
     for column in ("user_id", "item_id"):
@@ -418,10 +418,10 @@ def _import_new_data(ws: "Workspace", project: dict, source: Any, base: Training
     combined = pd.concat([old_rows, new_rows], ignore_index=True).rename(columns=columns)
     del old_rows, new_rows
     final_options = {k: v for k, v in options.items() if k == "duplicates"}
-    record = ws.import_training_data(project, combined, name=f"{_short_source(batch.source)} + training data {base['id']}",
+    record = ws.import_training_data(project, combined, name=f"{_short_source(batch.source)} + training data {base.id}",
                                      **final_options)
-    ws.catalog.update("training_data", record["id"], {"source": f"training data {base['id']} + {batch.source}"})
-    return ws.training_data(record["id"]), batch_stats
+    ws.catalog.update("training_data", record.id, {"source": f"training data {base.id} + {batch.source}"})
+    return ws.training_data(record.id), batch_stats
 
 
 def _short_source(source: str, limit: int = 60) -> str:
@@ -542,18 +542,18 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
     key = f"{metric}@{cutoff}"
     notes: list[str] = []
 
-    with project_lock(ws, p["name"], timeout=lock_timeout) as lock:
-        if lock.previous.get("state") == "running" and lock.previous.get("project_id") == p["id"]:
+    with project_lock(ws, p.name, timeout=lock_timeout) as lock:
+        if lock.previous.get("state") == "running" and lock.previous.get("project_id") == p.id:
             removed = undo_run(ws, lock.previous)
             notes.append(f"An earlier retrain (pid {lock.previous.get('pid')}, started {lock.previous.get('started_at')}) "
                          f"died mid-run (or could not clean up after a failure); what it had registered was removed"
                          + (f": {'; '.join(removed)}." if removed else " (nothing)."))
         old = ws.active_model(p)
         lock.write(
-            state="running", project=p["name"], project_id=p["id"], pid=os.getpid(), host=socket.gethostname(),
+            state="running", project=p.name, project_id=p.id, pid=os.getpid(), host=socket.gethostname(),
             process_started=psutil.Process().create_time(),
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,
-            active_before=old["id"] if old else None, metrics_backup={},
+            active_before=old.id if old else None, metrics_backup={},
         )
         try:
             with _quiet_progress(), ws.catalog.tagged(lock.journal["run_id"]):
@@ -567,7 +567,7 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
                 error.add_note(f"Cleaning up after the failure failed too ({cleanup_error}); "
                                "the next retrain of this project will retry it.")
             raise
-        lock.write(state="finished", decision=outcome.decision, new_model_id=outcome.new_model["id"],
+        lock.write(state="finished", decision=outcome.decision, new_model_id=outcome.new_model.id,
                    finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     outcome.seconds = time.monotonic() - started
     return outcome
@@ -580,34 +580,34 @@ def _run(ws: "Workspace", lock: ProjectLock, p: dict, old: TrainedModel | None, 
         latest = ws.latest_training_data(p)
     except NotFoundError:
         latest = None
-    previous = ws.training_data(old["training_data_id"]) if old is not None else latest
+    previous = ws.training_data(old.training_data_id) if old is not None else latest
 
     # 1. The data.
     if new_data is None:
         if latest is None:
-            raise ValidationError(f"Project {p['name']!r} has no training data yet: pass new_data.")
+            raise ValidationError(f"Project {p.name!r} has no training data yet: pass new_data.")
         dataset, batch_stats = latest, None
-        notes.append(f"No new data given: trained on the latest training data ({latest['id']}).")
+        notes.append(f"No new data given: trained on the latest training data ({latest.id}).")
     else:
         base = latest if append else None
         if append and latest is None:
             notes.append("The project had no training data: the new data is its first.")
         dataset, batch_stats = _import_new_data(ws, p, new_data, base, previous, options)
-    previous_path = previous["path"] if previous is not None else None
+    previous_path = previous.path if previous is not None else None
     rows = []
     if previous is not None:
-        label = f"previous (model {old['id']}'s data)" if old is not None else "previous (latest data)"
-        rows.append(_stats_row(label, previous["id"], previous, None))
+        label = f"previous (model {old.id}'s data)" if old is not None else "previous (latest data)"
+        rows.append(_stats_row(label, previous.id, previous, None))
     if batch_stats is not None:
         rows.append(batch_stats)
-    rows.append(_stats_row("new training data", dataset["id"], dataset, previous_path))
+    rows.append(_stats_row("new training data", dataset.id, dataset, previous_path))
     statistics = pd.DataFrame(rows).set_index("data")
     counts = ["training_data_id", "n_rows", "n_users", "n_items", "users_not_in_previous", "items_not_in_previous"]
     statistics[counts] = statistics[counts].astype("Int64")
     changes = {
-        "rows_added": int(dataset["n_rows"] - (previous["n_rows"] if previous is not None else 0)),
-        "users_added": int(dataset["n_users"] - (previous["n_users"] if previous is not None else 0)),
-        "items_added": int(dataset["n_items"] - (previous["n_items"] if previous is not None else 0)),
+        "rows_added": int(dataset.n_rows - (previous.n_rows if previous is not None else 0)),
+        "users_added": int(dataset.n_users - (previous.n_users if previous is not None else 0)),
+        "items_added": int(dataset.n_items - (previous.n_items if previous is not None else 0)),
         "new_users": rows[-1]["users_not_in_previous"], "new_items": rows[-1]["items_not_in_previous"],
     }
 
@@ -617,50 +617,50 @@ def _run(ws: "Workspace", lock: ProjectLock, p: dict, old: TrainedModel | None, 
         used_mode = "retune"
         notes.append("No active model to retrain: ran a tuning job instead (mode 'retune').")
     if used_mode == "retrain":
-        config = ws.configuration(old["configuration_id"])
+        config = ws.configuration(old.configuration_id)
         new_model = ws.train(config, dataset)
     else:
         tuning_job = ws.tune(dataset, algorithms=algorithms, n_trials=n_trials, timeout=timeout, metric=metric,
                              cutoff=cutoff, seed=seed, split={"scheme": "random", "seed": seed},
                              train_after_tuning=True)
-        if not tuning_job["model_id"]:
-            raise WorkbenchError(f"Tuning job {tuning_job['id']} trained no model ({tuning_job.get('error') or 'no result'}).")
-        new_model = ws.get_model(tuning_job["model_id"])
-    if new_model["status"] != jobs.SUCCESS:
-        raise WorkbenchError(f"Model {new_model['id']} ended {new_model['status']}.")
+        if not tuning_job.model_id:
+            raise WorkbenchError(f"Tuning job {tuning_job.id} trained no model ({tuning_job.error or 'no result'}).")
+        new_model = ws.model(tuning_job.model_id)
+    if new_model.status != jobs.SUCCESS:
+        raise WorkbenchError(f"Model {new_model.id} ended {new_model.status}.")
 
     # 3. Old vs new on one fresh split of the new data.
     split = {"scheme": "random", "seed": seed + COMPARISON_SEED_OFFSET}
-    ids = [new_model["id"]]
+    ids = [new_model.id]
     if old is not None:
-        lock.write(metrics_backup={str(old["id"]): old["metrics"]})
-        ids = [old["id"], new_model["id"]]
+        lock.write(metrics_backup={str(old.id): old.metrics})
+        ids = [old.id, new_model.id]
     frame = ws.compare(ids, training_data=dataset, cutoffs=(cutoff,), split=split)
     frame = frame.set_index("model_id").loc[ids].reset_index()
-    frame.insert(0, "role", ["active (old)" if old is not None and m == old["id"] else "new" for m in frame["model_id"]])
+    frame.insert(0, "role", ["active (old)" if old is not None and m == old.id else "new" for m in frame["model_id"]])
     score = dict(zip(frame["model_id"], frame[key]))
-    new_score = float(score[new_model["id"]])
-    old_score = float(score[old["id"]]) if old is not None else None
-    if old is not None and old["configuration_id"] == new_model["configuration_id"]:
+    new_score = float(score[new_model.id])
+    old_score = float(score[old.id]) if old is not None else None
+    if old is not None and old.configuration_id == new_model.configuration_id:
         notes.append("Old and new share one configuration, so on the shared split both are the same "
                      "configuration re-fitted: any difference is training noise.")
 
     # 4. The decision, then activation as the very last catalog step (compare-and-set).
     activate_it, reason = decide(policy, new_score, old_score, tolerance, key, has_active=old is not None)
-    new_model = ws.get_model(new_model["id"])
-    tuning_job = ws.get_tuning_job(tuning_job["id"]) if tuning_job is not None else None
-    active_id = old["id"] if old is not None else None
+    new_model = ws.model(new_model.id)
+    tuning_job = ws.tuning_job(tuning_job.id) if tuning_job is not None else None
+    active_id = old.id if old is not None else None
     if activate_it:
-        now = _activate_if_unchanged(ws, p["id"], new_model["id"], active_id)
-        if now == new_model["id"]:
-            active_id = new_model["id"]
-            new_model["active"] = True
+        now = _activate_if_unchanged(ws, p.id, new_model.id, active_id)
+        if now == new_model.id:
+            active_id = new_model.id
+            new_model.active = True
         else:
             activate_it = False
             reason += f" But the active model changed during the run (now {now}), so it was not overridden."
             active_id = now
     return RetrainOutcome(
-        project=p["name"], mode=used_mode, requested_mode=mode, policy=policy, tolerance=tolerance, metric=key,
+        project=p.name, mode=used_mode, requested_mode=mode, policy=policy, tolerance=tolerance, metric=key,
         decision="activated" if activate_it else "kept", reason=reason, new_score=new_score, old_score=old_score,
         statistics=statistics, changes=changes, comparison=frame, split=split, training_data=dataset,
         previous_data=previous, new_model=new_model, old_model=old,
@@ -681,7 +681,7 @@ def _activate_if_unchanged(ws: "Workspace", project_id: int, model_id: int, expe
 
     active = ws.catalog.run(work)
     if active == model_id:
-        write_active_model(ws.data_dir, ws.project(project_id)["name"], model_id)
+        write_active_model(ws.data_dir, ws.project(project_id).name, model_id)
     return active
 
 

@@ -17,19 +17,19 @@ from .signing import write_model_file
 from .store import disk_errors, utc_now
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .base import WorkspaceBase
 
 MODEL_SUFFIX = ".wbm"
 
 
-def train(ws: "Workspace", configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
+def train(ws: "WorkspaceBase", configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
     """Record a model and its job, then train it here or in a worker process."""
     config = ws.configuration(configuration)
     dataset = ws.training_data(training_data)
-    if config["project_id"] != dataset["project_id"]:
+    if config.project_id != dataset.project_id:
         raise ValidationError(
-            f"Configuration {config['id']} belongs to project {ws.project(config['project_id'])['name']!r} "
-            f"but training data {dataset['id']} to project {ws.project(dataset['project_id'])['name']!r}: "
+            f"Configuration {config.id} belongs to project {ws.project(config.project_id).name!r} "
+            f"but training data {dataset.id} to project {ws.project(dataset.project_id).name!r}: "
             "train with data of the configuration's own project."
         )
     model_id, job_id = create_model_record(ws, config, dataset)
@@ -37,19 +37,19 @@ def train(ws: "Workspace", configuration: Any, training_data: Any, background: b
         jobs.start_worker(ws.catalog, job_id)
     else:
         jobs.run_job(ws.catalog, job_id, lambda job, reporter: run_training_job(ws, job, reporter))
-    return ws.get_model(model_id)
+    return ws.model(model_id)
 
 
-def create_model_record(ws: "Workspace", config: dict, dataset: dict, tuning_job_id: int | None = None) -> tuple[int, int]:
+def create_model_record(ws: "WorkspaceBase", config: dict, dataset: dict, tuning_job_id: int | None = None) -> tuple[int, int]:
     """Insert a PENDING model and its training job in one transaction."""
     catalog = ws.catalog
 
     def work(con) -> tuple[int, int]:
-        job_id = catalog.insert_row(con, "jobs", {"kind": "train", "project_id": config["project_id"], "request": {}})
+        job_id = catalog.insert_row(con, "jobs", {"kind": "train", "project_id": config.project_id, "request": {}})
         model_id = catalog.insert_row(
             con, "models",
-            {"project_id": config["project_id"], "configuration_id": config["id"],
-             "training_data_id": dataset["id"], "job_id": job_id},
+            {"project_id": config.project_id, "configuration_id": config.id,
+             "training_data_id": dataset.id, "job_id": job_id},
         )
         catalog.update_row(con, "jobs", job_id, {"request": {"model_id": model_id, "tuning_job_id": tuning_job_id}})
         return model_id, job_id
@@ -57,7 +57,7 @@ def create_model_record(ws: "Workspace", config: dict, dataset: dict, tuning_job
     return ws.catalog.run(work)
 
 
-def run_training_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
+def run_training_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> dict:
     return train_model(ws, job["request"]["model_id"], reporter)
 
 
@@ -75,18 +75,18 @@ def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = N
             reporter.check_cancelled()
 
 
-def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict:
+def train_model(ws: "WorkspaceBase", model_id: int, reporter: jobs.Reporter) -> dict:
     """Train the model record's configuration on its data and write the signed file."""
     model = ws.catalog.get("models", model_id, "model")
     config = ws.configuration(model["configuration_id"])
     dataset = ws.training_data(model["training_data_id"])
     project = ws.project(model["project_id"])
     ws.catalog.update("models", model_id, {"status": jobs.RUNNING})
-    reporter.log(f"Training {config['algorithm']} {config['params']} on training data {dataset['id']}.")
+    reporter.log(f"Training {config.algorithm} {config.params} on training data {dataset.id}.")
     reporter.progress(0.02, "reading data", force=True)
-    X, user_ids, item_ids = data.interaction_matrix(dataset["path"])
-    algorithm = algorithms.get_algorithm(config["algorithm"])
-    params = algorithms.resolve_params(algorithm, config["params"])
+    X, user_ids, item_ids = data.interaction_matrix(dataset.path)
+    algorithm = algorithms.get_algorithm(config.algorithm)
+    params = algorithms.resolve_params(algorithm, config.params)
     recommender = algorithms.build_recommender(algorithm, X, params)
 
     reporter.progress(0.1, "learning", force=True)
@@ -97,15 +97,15 @@ def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict
 
     trained_at = utc_now()
     header = {
-        "model_id": model_id, "project": project["name"], "algorithm": algorithm.name, "params": params,
-        "columns": {"user": project["user_column"], "item": project["item_column"], "time": project["time_column"]},
-        "configuration_id": config["id"], "training_data_id": dataset["id"],
-        "data_fingerprint": dataset["fingerprint"], "n_users": int(X.shape[0]), "n_items": int(X.shape[1]),
+        "model_id": model_id, "project": project.name, "algorithm": algorithm.name, "params": params,
+        "columns": {"user": project.user_column, "item": project.item_column, "time": project.time_column},
+        "configuration_id": config.id, "training_data_id": dataset.id,
+        "data_fingerprint": dataset.fingerprint, "n_users": int(X.shape[0]), "n_items": int(X.shape[1]),
         "n_interactions": int(X.nnz), "train_seconds": train_seconds, "stats": stats,
         "irspack_version": irspack.__version__, "workbench_version": __version__,
         "trained_at": trained_at.isoformat(),
     }
-    path = ws.models_dir / project["name"] / f"{model_id}{MODEL_SUFFIX}"
+    path = ws.models_dir / project.name / f"{model_id}{MODEL_SUFFIX}"
     payload = {"recommender": recommender, "user_ids": user_ids, "item_ids": item_ids}
     with disk_errors(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def train_model(ws: "Workspace", model_id: int, reporter: jobs.Reporter) -> dict
         ws.catalog.update(
             "models", model_id,
             {"status": jobs.SUCCESS, "file": str(path), "basename": path.name, "filesize": filesize,
-             "irspack_version": irspack.__version__, "data_fingerprint": dataset["fingerprint"],
+             "irspack_version": irspack.__version__, "data_fingerprint": dataset.fingerprint,
              "n_users": int(X.shape[0]), "n_items": int(X.shape[1]), "n_interactions": int(X.nnz),
              "train_seconds": train_seconds, "stats": stats, "ins_datetime": trained_at},
         )

@@ -31,15 +31,15 @@ from .records import TuningJob
 from .training import create_model_record, fit, train_model
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .base import WorkspaceBase
 
 SEARCH_REPORT_INTERVAL = 2.0  # seconds between the catalog writes of a running search (trial rows, log, progress)
 
 
-def split_for(ws: "Workspace", dataset: dict, config: SplitConfig | dict | None) -> Split:
+def split_for(ws: "WorkspaceBase", dataset: dict, config: SplitConfig | dict | None) -> Split:
     """The (cached) held-out split of a training data snapshot."""
-    return _snapshot_split(dataset["path"], dataset["fingerprint"], dataset["n_users"], dataset["n_items"], config,
-                           ws.data_dir / "splits", f"training data {dataset['id']}")
+    return _snapshot_split(dataset.path, dataset.fingerprint, dataset.n_users, dataset.n_items, config,
+                           ws.data_dir / "splits", f"training data {dataset.id}")
 
 
 def _snapshot_split(path: Any, fingerprint: str, n_users: int, n_items: int, config: SplitConfig | dict | None,
@@ -56,7 +56,7 @@ def _snapshot_split(path: Any, fingerprint: str, n_users: int, n_items: int, con
     return make_split(X, user_ids, item_ids, config=config, fingerprint=fingerprint, cache_dir=cache_dir)
 
 
-def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
+def tune(ws: "WorkspaceBase", training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
          timeout: float | None = None, per_trial_timeout: float | None = None, metric: str = "ndcg",
          cutoff: int = 20, split: SplitConfig | dict | None = None, train_after_tuning: bool = True,
          n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False) -> TuningJob:
@@ -78,9 +78,9 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
     catalog = ws.catalog
 
     def work(con) -> tuple[int, int]:
-        job_id = catalog.insert_row(con, "jobs", {"kind": "tune", "project_id": dataset["project_id"], "request": {}})
+        job_id = catalog.insert_row(con, "jobs", {"kind": "tune", "project_id": dataset.project_id, "request": {}})
         tuning_id = catalog.insert_row(con, "tuning_jobs", {
-            "project_id": dataset["project_id"], "training_data_id": dataset["id"], "job_id": job_id,
+            "project_id": dataset.project_id, "training_data_id": dataset.id, "job_id": job_id,
             "n_trials": n_trials, "timeout_overall": timeout, "timeout_singlestep": per_trial_timeout,
             "algorithms": names or list(DEFAULT_PORTFOLIO), "metric": metric, "cutoff": cutoff,
             "split": split_config.to_dict(), "seed": seed, "n_jobs": n_jobs, "storage": storage,
@@ -95,35 +95,12 @@ def tune(ws: "Workspace", training_data: Any, algorithms: Sequence[str] | None =
         jobs.start_worker(catalog, job_id)
     else:
         jobs.run_job(catalog, job_id, lambda job, reporter: run_tuning_job(ws, job, reporter))
-    return get_tuning_job(ws, tuning_id)
+    return ws.tuning_job(tuning_id)
 
 
 
-def get_tuning_job(ws: "Workspace", ref: Any) -> TuningJob:
-    tuning_id = int(ref["id"] if isinstance(ref, dict) else ref)
-    record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
-    job = ws.catalog.get("jobs", record["job_id"], "job") if record["job_id"] else {}
-    record["status"] = job.get("status")
-    record["error"] = job.get("error")
-    record["trials"] = trials_frame(ws, tuning_id)
-    record["best_algorithm"] = (
-        ws.configuration(record["best_configuration_id"])["algorithm"] if record["best_configuration_id"] else None
-    )
-    return TuningJob(record, ws)
-
-
-def trials_frame(ws: "Workspace", tuning_id: int) -> pd.DataFrame:
-    frame = ws.catalog.query_df(
-        "SELECT number, algorithm, params, score, seconds, state, worker FROM tuning_trials "
-        "WHERE tuning_job_id = ? ORDER BY logged_at, number",
-        [tuning_id],
-    )
-    frame["params"] = frame["params"].map(lambda text: json.loads(text) if text else {})
-    return frame
-
-
-def list_tuning_jobs(ws: "Workspace", project: Any = None) -> pd.DataFrame:
-    where, params = ws._project_filter(project, "t")
+def list_tuning_jobs(ws: "WorkspaceBase", project: Any = None) -> pd.DataFrame:
+    where, params = ws.project_filter(project, "t")
     return ws.catalog.query_df(
         f"""
         SELECT t.id, p.name AS project, t.training_data_id, j.status, t.n_trials,
@@ -137,7 +114,7 @@ def list_tuning_jobs(ws: "Workspace", project: Any = None) -> pd.DataFrame:
     )
 
 
-def _study_storage(ws: "Workspace", record: dict) -> str | None:
+def _study_storage(ws: "WorkspaceBase", record: dict) -> str | None:
     if record["storage"]:
         return record["storage"]
     if record["n_jobs"] > 1:
@@ -202,7 +179,7 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
         reporter.interval = interval
 
 
-def run_tuning_job(ws: "Workspace", job: dict, reporter: jobs.Reporter) -> dict:
+def run_tuning_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> dict:
     """The body of a tuning job: search (in parallel when asked), record the best, train it."""
     started = time.monotonic()
     record = ws.catalog.get("tuning_jobs", job["request"]["tuning_job_id"], "tuning job")
@@ -260,9 +237,9 @@ def _set_study_attr(storage: str, study_name: str, key: str, value: Any) -> None
 def _publish_study(record: dict, dataset: dict, split: Split, storage: str) -> None:
     """Create the job's study and store in its user attributes all a remote worker needs (it has no catalog)."""
     job = {
-        "tuning_job_id": record["id"], "snapshot_fingerprint": dataset["fingerprint"],
-        "snapshot_path": str(Path(dataset["path"]).resolve()), "n_users": dataset["n_users"],
-        "n_items": dataset["n_items"], "split": split.config.to_dict(), "metric": record["metric"],
+        "tuning_job_id": record["id"], "snapshot_fingerprint": dataset.fingerprint,
+        "snapshot_path": str(Path(dataset.path).resolve()), "n_users": dataset.n_users,
+        "n_items": dataset.n_items, "split": split.config.to_dict(), "metric": record["metric"],
         "cutoff": record["cutoff"], "algorithms": list(record["algorithms"]), "n_trials": record["n_trials"],
         "seed": record["seed"], "timeout_overall": record["timeout_overall"],
         "timeout_singlestep": record["timeout_singlestep"],
@@ -314,7 +291,7 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
         time.sleep(0.5)
 
 
-def _copy_worker_trials(ws: "Workspace", record: dict, storage: str, reporter: jobs.Reporter) -> None:
+def _copy_worker_trials(ws: "WorkspaceBase", record: dict, storage: str, reporter: jobs.Reporter) -> None:
     """Copy the trials other processes ran (remote workers have no catalog) into tuning_trials."""
     reporter.flush()
     known = {row["number"] for row in ws.catalog.query(
@@ -333,15 +310,15 @@ def _copy_worker_trials(ws: "Workspace", record: dict, storage: str, reporter: j
     reporter.flush()
 
 
-def record_best(ws: "Workspace", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
+def record_best(ws: "WorkspaceBase", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
     """Save the best configuration and, when asked, train it on all the data."""
     reporter.log(f"Best: {result.best_algorithm} {result.best_params} "
                  f"{record['metric']}@{record['cutoff']}={result.best_score:.4f} "
                  f"({result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed)")
     config = ws.create_configuration(record["project_id"], result.best_algorithm, result.best_params,
                                      name=f"tuned-{record['id']}-{result.best_algorithm}", tuning_job_id=record["id"])
-    ws.catalog.update("tuning_jobs", record["id"], {"best_score": result.best_score, "best_configuration_id": config["id"]})
-    outcome = {"tuning_job_id": record["id"], "best_configuration_id": config["id"], "best_score": result.best_score}
+    ws.catalog.update("tuning_jobs", record["id"], {"best_score": result.best_score, "best_configuration_id": config.id})
+    outcome = {"tuning_job_id": record["id"], "best_configuration_id": config.id, "best_score": result.best_score}
     if record["train_after_tuning"]:
         reporter.progress(0.92, "training the best configuration on all the data", force=True)
         dataset = ws.training_data(record["training_data_id"])
@@ -354,7 +331,7 @@ def record_best(ws: "Workspace", record: dict, result: search.SearchResult, repo
     return outcome
 
 
-def _start_helper(ws: "Workspace", tuning_id: int, n_trials: int, worker: int, storage: str | None) -> subprocess.Popen:
+def _start_helper(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: int, storage: str | None) -> subprocess.Popen:
     log = ws.data_dir / "logs" / f"tuning-{tuning_id}-worker-{worker}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
@@ -365,7 +342,7 @@ def _start_helper(ws: "Workspace", tuning_id: int, n_trials: int, worker: int, s
         )
 
 
-def join_tuning_job(ws: "Workspace", tuning_id: int, n_trials: int, worker: int = 1,
+def join_tuning_job(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: int = 1,
                     storage: str | None = None) -> search.SearchResult:
     """Add `n_trials` trials to a tuning job's study from this process (a helper or a remote worker)."""
     record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
@@ -445,36 +422,3 @@ def run_worker(job_id: int, storage: str, snapshot: str | None = None, n_trials:
         seed=job["seed"] + 1000 + worker % 1_000_000, storage=storage, study_name=study_name, should_stop=stopped,
         log=log, max_study_trials=job["n_trials"], trial_attrs={"worker": worker, "host": socket.gethostname()},
     )
-
-
-def compare(ws: "Workspace", model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
-            split: SplitConfig | dict | None = None) -> pd.DataFrame:
-    """Evaluate models on one shared held-out split of one data set, best first.
-
-    Each model's configuration is re-fit on the split's training part, so every model is scored
-    on interactions it never saw, whatever data it was trained on. The metrics are saved on the
-    model records (the Models list shows them).
-    """
-    models = [ws.get_model(m) for m in model_ids]
-    if not models:
-        raise ValidationError("compare needs at least one model id.")
-    projects = {m["project_id"] for m in models}
-    if len(projects) > 1:
-        raise ValidationError(f"Models {[m['id'] for m in models]} belong to different projects; compare within one.")
-    dataset = ws.training_data(training_data) if training_data is not None else ws.training_data(models[0]["training_data_id"])
-    if dataset["project_id"] not in projects:
-        raise ValidationError(f"Training data {dataset['id']} belongs to another project than the models.")
-    the_split = split_for(ws, dataset, split)
-    rows = []
-    for model in models:
-        recommender = build_recommender(model["algorithm"], the_split.X_train, model["params"])
-        started = time.perf_counter()
-        fit(recommender)
-        fit_seconds = time.perf_counter() - started
-        metrics = evaluate(recommender, the_split, cutoffs=tuple(cutoffs))
-        ws.catalog.update("models", model["id"], {"metrics": {**model["metrics"], **metrics}})
-        rows.append({"model_id": model["id"], "algorithm": model["algorithm"],
-                     "configuration": model["configuration"], **metrics, "fit_seconds": fit_seconds})
-    frame = pd.DataFrame(rows)
-    key = f"ndcg@{max(cutoffs)}"
-    return frame.sort_values(key, ascending=False, kind="stable").reset_index(drop=True) if key in frame else frame

@@ -1,272 +1,36 @@
-"""The notebook-facing API: one object over the catalog, the snapshots and the model files."""
+"""The notebook-facing API: one object over the catalog, the snapshots and the model files.
+
+    import workbench as wb
+    ws = wb.open()                       # the embedded default, data/workbench.sqlite, created if absent
+    p = ws.create_project("movies", user_column="user_id", item_column="item_id", time_column="timestamp")
+
+`Workspace` is `base.WorkspaceBase` (folders, catalog, keys, plain records) plus training, tuning,
+comparison, the model registry and recommendations, each delegated to its module.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
-from . import algorithms, data, jobs, legacy_catalog, models, recommend, training, tuning
-from .errors import NotFoundError, ReadOnlyWorkspaceError, ValidationError
-from .records import Configuration, ItemMetadata, Project, TrainedModel, TrainingData, TuningJob
-from .layout import Layout
-from .recovery import write_project_file
-from .signing import ENV_VAR, KeyRing, inspect_model_file
-from .store import Catalog, disk_errors
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from . import comparison, models, recommend, training, tuning
+from .base import WorkspaceBase
+from .evaluation import SplitConfig
+from .records import TrainedModel, TuningJob
+from .signing import inspect_model_file
 
 
-def safe_name(name: str, what: str) -> str:
-    """A name that becomes part of a path: letters, digits, `_ . -`; no `..`, `/` or controls."""
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ValidationError(
-            f"The {what} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (it becomes part of a file path)."
-        )
-    return name
-
-
-class Workspace:
-    """A catalog with its snapshots, model files and signing keys, all under one home folder.
-
-    `Workspace()` opens the embedded default (data/workbench.sqlite under the home folder);
-    `Workspace("some/dir")` a home folder; `Workspace("x.sqlite")` a catalog file, with data
-    and models beside it (see `layout.Layout`). A catalog of the DuckDB era
-    (`workbench.duckdb`) is converted on first open. A workspace on a read-only volume (or with
-    `read_only=True`) can be listed, inspected and used for recommendations; changes fail clearly.
-    """
-
-    def __init__(self, location: str | os.PathLike | None = None, lock_timeout: float | None = None,
-                 read_only: bool | None = None) -> None:
-        layout = Layout.of(location)
-        self.layout = layout
-        self.home, self.data_dir, self.catalog_path = layout.home, layout.data_dir, layout.catalog_path
-        self.models_dir, self.snapshots_dir, self.key_file = layout.models_dir, layout.snapshots_dir, layout.key_file
-        legacy = layout.legacy_catalog_path
-        if read_only is None:
-            existing = self.catalog_path if self.catalog_path.exists() else legacy
-            read_only = existing.exists() and not os.access(self.data_dir, os.W_OK)
-        self.read_only = bool(read_only)
-        if legacy.exists() and not self.catalog_path.exists():
-            if self.read_only:
-                raise ReadOnlyWorkspaceError(
-                    f"The catalog {legacy} is in the format of an older workbench and the workspace is read-only: "
-                    "open it once from a writable place to convert it."
-                )
-            with disk_errors(self.data_dir):
-                legacy_catalog.convert(legacy, self.catalog_path, self.home, self.snapshots_dir, self.models_dir)
-        self.catalog = Catalog(self.catalog_path, home=self.home, lock_timeout=lock_timeout, read_only=self.read_only)
-
-    def __repr__(self) -> str:
-        return f"<Workspace {self.catalog_path}>"
-
-    def _repr_html_(self) -> str:
-        return f"<b>Workspace</b> {self.catalog_path}<br>" + self.projects().to_html(index=False)
-
-    @cached_property
-    def keyring(self) -> KeyRing:
-        if self.read_only and not self.key_file.exists() and os.environ.get(ENV_VAR) is None:
-            raise ReadOnlyWorkspaceError(
-                f"The read-only workspace {self.home} has no signing key file ({self.key_file}): set {ENV_VAR} "
-                "to the keys its models were signed with."
-            )
-        with disk_errors(self.key_file.parent):
-            return KeyRing.load(self.key_file)
-
-    def require_writable(self, action: str) -> None:
-        """Refuse `action` up front in a read-only workspace, before any file is touched."""
-        if self.read_only:
-            raise ReadOnlyWorkspaceError(
-                f"Cannot {action}: the workspace {self.home} is read-only (listing, inspecting and recommending "
-                "work; changes need a writable copy)."
-            )
-
-    # Projects
-
-    def create_project(self, name: str, user_column: str, item_column: str, time_column: str | None = None) -> Project:
-        self.require_writable("create a project")
-        safe_name(name, "project")
-        if name.isdigit():
-            raise ValidationError(f"The project name {name!r} is only digits, which reads as a project id: "
-                                  "add a letter (e.g. 'p{name}').")
-        for label, column in (("user_column", user_column), ("item_column", item_column)):
-            if not isinstance(column, str) or not column.strip():
-                raise ValidationError(f"{label} must be a non-empty column name, got {column!r}.")
-        record = {"name": name, "user_column": user_column, "item_column": item_column,
-                  "time_column": time_column or None}
-
-        def work(con) -> int:
-            if con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone():
-                raise ValidationError(f"A project named {name!r} already exists.")
-            project_id = self.catalog.insert_row(con, "projects", record)
-            with disk_errors(self.data_dir):  # inside the transaction: no file, no project
-                write_project_file(self.data_dir, record)
-            return project_id
-
-        return self.project(self.catalog.run(work))
-
-    def project(self, ref: Any) -> Project:
-        """A project by record, name or id (a name made of digits is looked up as a name first)."""
-        if isinstance(ref, Project):
-            ref = ref["id"]
-        if isinstance(ref, str):
-            rows = self.catalog.query("SELECT * FROM projects WHERE name = ?", [ref])
-            if rows:
-                return Project(rows[0], self)
-            if not ref.isdigit():
-                names = [r["name"] for r in self.catalog.query("SELECT name FROM projects ORDER BY name")]
-                raise NotFoundError(f"There is no project named {ref!r}. Projects: {', '.join(names) or 'none yet'}.")
-        if isinstance(ref, bool) or not isinstance(ref, (int, str)):
-            raise ValidationError(f"A project is given by its name or id, not {ref!r}.")
-        return Project(self.catalog.get("projects", int(ref), "project"), self)
-
-    def projects(self) -> pd.DataFrame:
-        return self.catalog.query_df(
-            """
-            SELECT p.id, p.name, p.user_column, p.item_column, p.time_column,
-                   (SELECT count(*) FROM training_data t WHERE t.project_id = p.id) AS n_training_data,
-                   (SELECT count(*) FROM configurations c WHERE c.project_id = p.id) AS n_configurations,
-                   (SELECT count(*) FROM models m WHERE m.project_id = p.id) AS n_models,
-                   p.active_model_id, p.created_at
-            FROM projects p ORDER BY p.id
-            """
-        )
-
-    # Data
-
-    def import_training_data(self, project: Any, source: Any, name: str | None = None, **options: Any) -> TrainingData:
-        """Import interactions (a file, DataFrame or DuckDB query) as an immutable snapshot.
-
-        Options: delimiter, null_ids ("drop"/"reject"), duplicates ("keep"/"last"), time_unit,
-        weight_column (ratings or counts kept as the snapshot's weights), columns (the source's column
-        for a role where its name differs from the project's, e.g. {"user": "visitor"}).
-        """
-        self.require_writable("import training data")
-        p = self.project(project)
-        with disk_errors(self.snapshots_dir):
-            snapshot = data.build_interaction_snapshot(
-                source, self.snapshots_dir / p["name"],
-                user_column=p["user_column"], item_column=p["item_column"], time_column=p["time_column"],
-                sandbox=self.sql_sandbox(), **options,
-            )
-        record_id = self.catalog.insert(
-            "training_data",
-            {
-                "project_id": p["id"], "name": name or _source_name(source), "source": snapshot.source,
-                "path": str(snapshot.path), "fingerprint": snapshot.fingerprint, "n_rows": snapshot.n_rows,
-                "n_users": snapshot.n_users, "n_items": snapshot.n_items, "time_min": snapshot.time_min,
-                "time_max": snapshot.time_max, "dropped": snapshot.dropped,
-            },
-        )
-        return self.training_data(record_id)
-
-    def preview(self, source: Any, n_rows: int = data.PREVIEW_ROWS, delimiter: str | None = None) -> data.Preview:
-        """The first rows of a file, DataFrame or DuckDB query, with its columns and their types, read
-        the way `import_training_data` reads them."""
-        return data.preview(source, n_rows=n_rows, delimiter=delimiter, sandbox=self.sql_sandbox())
-
-    def sql_sandbox(self) -> data.SqlSandbox:
-        """What a DuckDB query given as a source may read: the folders in WORKBENCH_DATA_DIRS, else
-        imports/ of this workspace and the current directory; never its data/ or models/ folders."""
-        return data.SqlSandbox.declared(default=(self.home / "imports", Path.cwd()),
-                                        private=(self.data_dir, self.models_dir))
-
-    def training_data(self, ref: Any) -> TrainingData:
-        if isinstance(ref, TrainingData):
-            ref = ref["id"]
-        return TrainingData(self.catalog.get("training_data", int(ref), "training data"), self)
-
-    def latest_training_data(self, project: Any) -> TrainingData:
-        p = self.project(project)
-        rows = self.catalog.query("SELECT id FROM training_data WHERE project_id = ? ORDER BY id DESC LIMIT 1", [p["id"]])
-        if not rows:
-            raise NotFoundError(f"Project {p['name']!r} has no training data yet.")
-        return self.training_data(rows[0]["id"])
-
-    def training_data_list(self, project: Any = None) -> pd.DataFrame:
-        where, params = self._project_filter(project, "t")
-        return self.catalog.query_df(
-            f"SELECT t.id, p.name AS project, t.name, t.n_rows, t.n_users, t.n_items, t.time_min, t.time_max, "
-            f"t.fingerprint, t.source, t.created_at FROM training_data t JOIN projects p ON p.id = t.project_id "
-            f"{where} ORDER BY t.id",
-            params,
-        )
-
-    def interaction_matrix(self, training_data: Any, weighting: str = "binary"):
-        """`(scipy CSR, user_ids, item_ids)` of a training data snapshot; weighting: see data.interaction_matrix."""
-        return data.interaction_matrix(self.training_data(training_data)["path"], weighting=weighting)
-
-    def import_item_metadata(self, project: Any, source: Any, item_column: str | None = None, **options: Any) -> ItemMetadata:
-        self.require_writable("import item metadata")
-        p = self.project(project)
-        column = item_column or p["item_column"]
-        with disk_errors(self.snapshots_dir):
-            snapshot = data.build_metadata_snapshot(source, self.snapshots_dir / p["name"], item_column=column,
-                                                    sandbox=self.sql_sandbox(), **options)
-        record_id = self.catalog.insert(
-            "item_metadata",
-            {
-                "project_id": p["id"], "source": snapshot.source, "path": str(snapshot.path),
-                "fingerprint": snapshot.fingerprint, "item_column": column, "n_rows": snapshot.n_rows,
-                "columns": list(snapshot.columns),
-            },
-        )
-        return self.item_metadata(record_id)
-
-    def item_metadata(self, ref: Any) -> ItemMetadata:
-        if isinstance(ref, ItemMetadata):
-            ref = ref["id"]
-        return ItemMetadata(self.catalog.get("item_metadata", int(ref), "item metadata"), self)
-
-    def latest_item_metadata(self, project: Any) -> ItemMetadata | None:
-        p = self.project(project)
-        rows = self.catalog.query("SELECT id FROM item_metadata WHERE project_id = ? ORDER BY id DESC LIMIT 1", [p["id"]])
-        return self.item_metadata(rows[0]["id"]) if rows else None
-
-    def item_metadata_frame(self, metadata: Any) -> pd.DataFrame:
-        return data.read_metadata(self.item_metadata(metadata)["path"])
-
-    # Configurations
-
-    def create_configuration(self, project: Any, algorithm: str, params: dict | None = None,
-                             name: str | None = None, tuning_job_id: int | None = None) -> Configuration:
-        self.require_writable("create a configuration")
-        p = self.project(project)
-        algo = algorithms.get_algorithm(algorithm)
-        resolved = algorithms.resolve_params(algo, params)
-        config_id = self.catalog.insert(
-            "configurations",
-            {"project_id": p["id"], "name": name or algo.name, "algorithm": algo.name,
-             "params": resolved, "tuning_job_id": tuning_job_id},
-        )
-        return self.configuration(config_id)
-
-    def configuration(self, ref: Any) -> Configuration:
-        if isinstance(ref, Configuration):
-            ref = ref["id"]
-        return Configuration(self.catalog.get("configurations", int(ref), "configuration"), self)
-
-    def configurations(self, project: Any = None) -> pd.DataFrame:
-        where, params = self._project_filter(project, "c")
-        return self.catalog.query_df(
-            f"SELECT c.id, p.name AS project, c.name, c.algorithm, c.params, c.tuning_job_id, c.created_at "
-            f"FROM configurations c JOIN projects p ON p.id = c.project_id {where} ORDER BY c.id",
-            params,
-        )
+class Workspace(WorkspaceBase):
+    """A workspace: `wb.open()`. See `base.WorkspaceBase` for its folders, projects, data and configurations."""
 
     # Training and models
 
     def train(self, configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
         """Train a configuration on a training data set; `background=True` returns at once."""
         return training.train(self, configuration, training_data, background=background)
-
-    def get_model(self, model_id: Any) -> TrainedModel:
-        return models.get_model(self, model_id)
 
     def models(self, project: Any = None) -> pd.DataFrame:
         return models.list_models(self, project)
@@ -292,49 +56,49 @@ class Workspace:
 
     def sample_recommendation(self, model_id: Any, metadata: Any = None, user_id: Any = None,
                               cutoff: int = 10, seed: int | None = None) -> dict:
-        return recommend.sample_recommendation(self, model_id, metadata=metadata, user_id=user_id,
+        """A (random) user's profile beside their top-N, with item metadata (a record or id, a DataFrame,
+        or True for the project's latest)."""
+        return recommend.sample_recommendation(self, self.load_model(model_id), metadata=metadata, user_id=user_id,
                                                cutoff=cutoff, seed=seed)
-
-    def task_log(self, model: Any = None, job: Any = None, tuning_job: Any = None) -> pd.DataFrame:
-        """The log lines of a job, given the job or the model or tuning job it produced."""
-        if model is not None:
-            job = self.get_model(model)["job_id"]
-        elif tuning_job is not None:
-            job = self.get_tuning_job(tuning_job)["job_id"]
-        if job is None:
-            raise ValidationError("task_log needs model=, tuning_job= or job=.")
-        return jobs.task_log(self.catalog, int(getattr(job, "id", job)))
-
-    def job(self, job_id: int) -> jobs.Job:
-        self.catalog.get("jobs", int(job_id), "job")
-        return jobs.Job(self, int(job_id))
 
     # Tuning and evaluation
 
-    def tune(self, training_data: Any, **options: Any) -> TuningJob:
-        """Search configurations across algorithms; by default train the best one. See tuning.tune."""
-        return tuning.tune(self, training_data, **options)
+    def tune(self, training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
+             timeout: float | None = None, per_trial_timeout: float | None = None, metric: str = "ndcg",
+             cutoff: int = 20, split: SplitConfig | dict | None = None, train_after_tuning: bool = True,
+             n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False) -> TuningJob:
+        """Search the best configuration across algorithms on a held-out split; train it on all the data.
 
-    def get_tuning_job(self, tuning_job_id: Any) -> TuningJob:
-        return tuning.get_tuning_job(self, tuning_job_id)
+        training_data: the data set (record or id). algorithms: names to search (default: the
+        portfolio). n_trials, timeout, per_trial_timeout: the budget (seconds). metric, cutoff: what
+        the search maximises (ndcg, map, recall, hit, precision @ cutoff). split: the held-out
+        split (`evaluation.SplitConfig` or its dict; default: random users, half their items).
+        train_after_tuning: train the best configuration on all the data (the tuning job's
+        `model_id`). n_jobs: worker processes joined to one Optuna study (0: this process only
+        coordinates workers started with `workbench tune-worker`); storage: an Optuna storage URL
+        other machines can join. seed: the split's and the sampler's seed. background: return at
+        once; `job.wait()` or `job.follow()`.
+        """
+        return tuning.tune(self, training_data, algorithms=algorithms, n_trials=n_trials, timeout=timeout,
+                           per_trial_timeout=per_trial_timeout, metric=metric, cutoff=cutoff, split=split,
+                           train_after_tuning=train_after_tuning, n_jobs=n_jobs, storage=storage, seed=seed,
+                           background=background)
 
     def tuning_jobs(self, project: Any = None) -> pd.DataFrame:
+        """One row per tuning job (of a project, or of all), newest first."""
         return tuning.list_tuning_jobs(self, project)
 
-    def compare(self, model_ids: list, **options: Any) -> pd.DataFrame:
-        """Evaluate trained models on one shared held-out split. See tuning.compare."""
-        return tuning.compare(self, model_ids, **options)
+    def compare(self, model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
+                split: SplitConfig | dict | None = None) -> pd.DataFrame:
+        """Score models on one shared held-out split of one data set; one row per model, best first.
 
-    def _project_filter(self, project: Any, alias: str) -> tuple[str, list]:
-        if project is None:
-            return "", []
-        return f"WHERE {alias}.project_id = ?", [self.project(project)["id"]]
-
-
-def _source_name(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)) and not data.is_sql_query(str(source)):
-        return Path(source).name
-    return "DataFrame" if isinstance(source, pd.DataFrame) else "SQL query"
+        model_ids: models of one project. training_data: the data to split (default: the first
+        model's). cutoffs: the @k of every metric. split: as for `tune`. Each configuration is
+        re-fit on the split's training part, so no model is scored on interactions it saw; the
+        metrics are saved on the model records.
+        """
+        self.require_writable("compare models (their metrics are saved)")
+        return comparison.compare(self, model_ids, training_data=training_data, cutoffs=cutoffs, split=split)
 
 
 def open_workspace(location: str | os.PathLike | None = None, lock_timeout: float | None = None,

@@ -524,7 +524,7 @@ class Dashboard(widgets.VBox):
         wanted = None
         if select is not None:
             for label, pid in options:
-                if select in (label, pid) or (isinstance(select, dict) and select.get("id") == pid):
+                if select in (label, pid) or getattr(select, "id", None) == pid:
                     wanted = pid
         if wanted is None:
             current = self.project_picker.value

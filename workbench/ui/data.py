@@ -145,13 +145,13 @@ class DataDashboard(Dashboard):
             self.meta_info.value = ""
             return
         self.project_info.value = (
-            f"<span class='wb-muted'>Columns of project <b>{html.escape(project['name'])}</b>: user "
-            f"<code>{html.escape(project['user_column'])}</code>, item <code>{html.escape(project['item_column'])}</code>"
-            + (f", time <code>{html.escape(project['time_column'])}</code>" if project["time_column"] else ", no time")
+            f"<span class='wb-muted'>Columns of project <b>{html.escape(project.name)}</b>: user "
+            f"<code>{html.escape(project.user_column)}</code>, item <code>{html.escape(project.item_column)}</code>"
+            + (f", time <code>{html.escape(project.time_column)}</code>" if project.time_column else ", no time")
             + "</span>"
         )
-        self.meta_item_column.value = project["item_column"]
-        frame = self.ws.training_data_list(project)
+        self.meta_item_column.value = project.item_column
+        frame = self.ws.training_data_sets(project)
         if len(frame):
             frame = frame.assign(
                 per_user=(frame["n_rows"] / frame["n_users"].clip(lower=1)).round(1),
@@ -169,9 +169,9 @@ class DataDashboard(Dashboard):
             return
         frame = self.ws.item_metadata_frame(record)
         self.meta_info.value = (
-            f"<div>Latest: <b>#{record['id']}</b> {record['n_rows']:,} items, columns "
-            f"{html.escape(', '.join(map(str, record['columns'])))} <span class='wb-muted'>from "
-            f"{html.escape(str(record['source']))}</span></div>" + html_table(frame.head(5))
+            f"<div>Latest: <b>#{record.id}</b> {record.n_rows:,} items, columns "
+            f"{html.escape(', '.join(map(str, record.columns)))} <span class='wb-muted'>from "
+            f"{html.escape(str(record.source))}</span></div>" + html_table(frame.head(5))
         )
 
     # --- actions
@@ -184,10 +184,10 @@ class DataDashboard(Dashboard):
         except Exception as error:
             self.project_message.error(error)
             return None
-        self.refresh_projects(select=project["id"])
+        self.refresh_projects(select=project.id)
         self.refresh()
-        self.project_message.success(f"Created project {project['name']!r}.")
-        self.banner.success(f"Created project {project['name']!r}; now import its training data.")
+        self.project_message.success(f"Created project {project.name!r}.")
+        self.banner.success(f"Created project {project.name!r}; now import its training data.")
         return project
 
     def _source(self) -> tuple[Any, str | None]:
@@ -228,8 +228,8 @@ class DataDashboard(Dashboard):
         project = self.project
         if project is None:
             return
-        for dropdown, wanted in ((self.map_user, project["user_column"]), (self.map_item, project["item_column"]),
-                                 (self.map_time, project["time_column"])):
+        for dropdown, wanted in ((self.map_user, project.user_column), (self.map_item, project.item_column),
+                                 (self.map_time, project.time_column)):
             dropdown.options = [NONE] + columns
             dropdown.value = wanted if wanted in columns else NONE
             dropdown.disabled = wanted is None
@@ -249,7 +249,7 @@ class DataDashboard(Dashboard):
             source, default_name = self._source()
             columns = None
             if self.mapping_box.layout.display != "none":
-                target = {"user": project["user_column"], "item": project["item_column"], "time": project["time_column"]}
+                target = {"user": project.user_column, "item": project.item_column, "time": project.time_column}
                 columns = column_mapping(self._mapping(), target) or None
         except Exception as error:
             self.import_message.error(error)
@@ -265,8 +265,8 @@ class DataDashboard(Dashboard):
         def done(record: Any) -> None:
             self.refresh()
             self.import_message.success(
-                f"Imported training data #{record['id']} {record['name']!r}: {record['n_rows']:,} interactions, "
-                f"{record['n_users']:,} users, {record['n_items']:,} items."
+                f"Imported training data #{record.id} {record.name!r}: {record.n_rows:,} interactions, "
+                f"{record.n_users:,} users, {record.n_items:,} items."
             )
             self.banner.clear()
 
@@ -313,7 +313,7 @@ class DataDashboard(Dashboard):
 
         def done(record: Any) -> None:
             self._show_metadata()
-            self.meta_message.success(f"Imported item metadata #{record['id']}: {record['n_rows']:,} items.")
+            self.meta_message.success(f"Imported item metadata #{record.id}: {record.n_rows:,} items.")
 
         self.meta_message.info("Importing…")
         self._run(work, done, self.meta_message.error, [self.meta_button], background)

@@ -124,7 +124,7 @@ class ModelsDashboard(Dashboard):
             set_options(self.selection, [])
             return
         frame = self.ws.models(project)
-        datasets = self.ws.training_data_list(project)
+        datasets = self.ws.training_data_sets(project)
         names = dict(zip(datasets["id"].astype(int), datasets["name"]))
         self.frame = frame
         self.table.set_frame(models_view(frame, names))
@@ -149,7 +149,7 @@ class ModelsDashboard(Dashboard):
         (model_id,) = self.selected(at_most=1)
         model = self.ws.activate(model_id)
         self.refresh()
-        self.message.success(f"Model #{model['id']} is now the active model of project {model['project']!r}.")
+        self.message.success(f"Model #{model.id} is now the active model of project {model.project!r}.")
 
     def ask_delete(self) -> None:
         ids = self.selected()
@@ -197,22 +197,22 @@ class ModelsDashboard(Dashboard):
 
     def retrain(self) -> Any:
         (model_id,) = self.selected(at_most=1)
-        model = self.ws.get_model(model_id)
-        data = self.ws.latest_training_data(model["project_id"])
-        new = self.ws.train(model["configuration_id"], data, background=True)
-        self.message.info(f"Retraining configuration #{model['configuration_id']} ({model['algorithm']}) of model "
-                          f"#{model_id} on training data #{data['id']} as model #{new['id']}…")
+        model = self.ws.model(model_id)
+        data = self.ws.latest_training_data(model.project_id)
+        new = self.ws.train(model.configuration_id, data, background=True)
+        self.message.info(f"Retraining configuration #{model.configuration_id} ({model.algorithm}) of model "
+                          f"#{model_id} on training data #{data.id} as model #{new.id}…")
         self.retrained.value = ""
         self.retrain_button.disabled = True
         self.refresh()
 
         def finished(record: dict) -> None:
             self.retrain_button.disabled = False
-            fresh = self.ws.get_model(new["id"])
+            fresh = self.ws.model(new.id)
             self.refresh()
             self.retrained.value = model_card(fresh)
             if record["status"] == "SUCCESS":
-                self.message.success(f"Model #{new['id']} retrained from model #{model_id}'s configuration.")
+                self.message.success(f"Model #{new.id} retrained from model #{model_id}'s configuration.")
             else:
                 self.message.error(f"Retraining ended {record['status']}: {record.get('error') or ''}")
 

@@ -107,13 +107,13 @@ class RecommendationsDashboard(Dashboard):
         if project is None:
             return None, None
         record = self.ws.latest_item_metadata(project)
-        key = None if record is None else record["id"]
+        key = None if record is None else record.id
         if self._metadata[0] != key or (key is None and self._metadata[1] is not None):
             if record is None:
                 self._metadata = (None, None, None)
             else:
                 frame = self.ws.item_metadata_frame(record)
-                column = "item_id" if "item_id" in frame.columns else record["item_column"]
+                column = "item_id" if "item_id" in frame.columns else record.item_column
                 self._metadata = (key, frame, column)
         return self._metadata[1], self._metadata[2]
 

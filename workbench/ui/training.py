@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import algorithms
 from ..errors import ValidationError
+from ..records import TrainedModel
 from .common import Banner, Dashboard, JobMonitor, human_size, is_missing, record_card, section, set_options
 
 EXISTING, NEW = "existing", "new"
@@ -87,22 +88,22 @@ def data_label(row: Any) -> str:
     return f"#{row.id} {row.name} · {int(row.n_rows):,} rows, {int(row.n_users):,} users, {int(row.n_items):,} items"
 
 
-def model_card(model: dict) -> str:
+def model_card(model: TrainedModel) -> str:
     fields = {
-        "id": model.get("id"), "status": model.get("status"), "algorithm": model.get("algorithm"),
-        "configuration": f"#{model.get('configuration_id')} {model.get('configuration')}",
-        "params": json.dumps(model.get("params"), default=str),
-        "trained on": f"training data #{model.get('training_data_id')}",
-        "n_users": model.get("n_users"), "n_items": model.get("n_items"),
-        "n_interactions": model.get("n_interactions"),
-        "train_seconds": model.get("train_seconds"),
-        "file": model.get("basename"), "filesize": human_size(model.get("filesize")),
-        "irspack_version": model.get("irspack_version"), "trained_at": model.get("ins_datetime"),
+        "id": model.id, "status": model.status, "algorithm": model.algorithm,
+        "configuration": f"#{model.configuration_id} {model.configuration}",
+        "params": json.dumps(model.params, default=str),
+        "trained on": f"training data #{model.training_data_id}",
+        "n_users": model.n_users, "n_items": model.n_items,
+        "n_interactions": model.n_interactions,
+        "train_seconds": model.train_seconds,
+        "file": model.basename, "filesize": human_size(model.filesize),
+        "irspack_version": model.irspack_version, "trained_at": model.ins_datetime,
     }
-    stats = model.get("stats") or {}
-    metrics = model.get("metrics") or {}
+    stats = model.stats or {}
+    metrics = model.metrics or {}
     fields.update({k: v for k, v in {**stats, **metrics}.items()})
-    return record_card(f"Model #{model.get('id')}", fields)
+    return record_card(f"Model #{model.id}", fields)
 
 
 class TrainingDashboard(Dashboard):
@@ -154,7 +155,7 @@ class TrainingDashboard(Dashboard):
             return
         project = self.project
         configs = self.ws.configurations(project) if project is not None else pd.DataFrame()
-        datasets = self.ws.training_data_list(project) if project is not None else pd.DataFrame()
+        datasets = self.ws.training_data_sets(project) if project is not None else pd.DataFrame()
         options = [(configuration_label(r), int(r.id)) for r in configs.iloc[::-1].itertuples(index=False)]
         set_options(self.configuration, options)
         self._configs = configs
@@ -176,8 +177,8 @@ class TrainingDashboard(Dashboard):
             self.configuration_info.value = "<span class='wb-muted'>No saved configuration yet: make a new one, or tune.</span>"
             return
         config = self.ws.configuration(self.configuration.value)
-        params = ", ".join(f"{k}={v}" for k, v in (config["params"] or {}).items()) or "defaults"
-        self.configuration_info.value = f"<span class='wb-muted'>{html.escape(config['algorithm'])}: {html.escape(params)}</span>"
+        params = ", ".join(f"{k}={v}" for k, v in (config.params or {}).items()) or "defaults"
+        self.configuration_info.value = f"<span class='wb-muted'>{html.escape(config.algorithm)}: {html.escape(params)}</span>"
 
     def _build_form(self) -> None:
         self.form = ParamForm(self.algorithm.value)
@@ -213,7 +214,7 @@ class TrainingDashboard(Dashboard):
             self.message.error(error)
             return None
         self.model = model
-        self.message.info(f"Training model #{model['id']} ({config['algorithm']}, configuration #{config['id']})…")
+        self.message.info(f"Training model #{model.id} ({config.algorithm}, configuration #{config.id})…")
         self.start_button.disabled = True
         if self.mode.value == NEW:
             self.refresh()
@@ -222,12 +223,12 @@ class TrainingDashboard(Dashboard):
 
     def _finished(self, record: dict) -> None:
         self.start_button.disabled = False
-        model = self.ws.get_model(self.model["id"])
+        model = self.ws.model(self.model.id)
         self.model = model
         self.result.value = model_card(model)
         if record["status"] == "SUCCESS":
-            self.message.success(f"Model #{model['id']} is trained. See it in the Models and Recommendations dashboards.")
+            self.message.success(f"Model #{model.id} is trained. See it in the Models and Recommendations dashboards.")
             self.result.value += ("<div style='margin-top:6px'><a href='models.ipynb'>Models</a> · "
                                   "<a href='recommendations.ipynb'>Recommendations</a></div>")
         else:
-            self.message.error(f"Training of model #{model['id']} ended {record['status']}: {record.get('error') or ''}")
+            self.message.error(f"Training of model #{model.id} ended {record['status']}: {record.get('error') or ''}")

@@ -82,7 +82,7 @@ class TuningDashboard(Dashboard):
         if self.ws is None:
             return
         project = self.project
-        datasets = self.ws.training_data_list(project) if project is not None else pd.DataFrame()
+        datasets = self.ws.training_data_sets(project) if project is not None else pd.DataFrame()
         options = [(data_label(r), int(r.id)) for r in datasets.iloc[::-1].itertuples(index=False)]
         set_options(self.data, options)
         history = self.ws.tuning_jobs(project) if project is not None else pd.DataFrame()
@@ -123,13 +123,13 @@ class TuningDashboard(Dashboard):
         self.best_line.x, self.best_line.y, self.trial_points.x, self.trial_points.y = [], [], [], []
         self.trials_table.set_frame(pd.DataFrame())
         self.start_button.disabled = True
-        self.message.info(f"Tuning job #{job['id']} started: {self.n_trials.value} trials of "
+        self.message.info(f"Tuning job #{job.id} started: {self.n_trials.value} trials of "
                           f"{', '.join(self.algorithms.value)}.")
         self.monitor.watch(job.job, on_finish=self._finished, on_tick=self._tick)
         return job
 
     def _tick(self, _record: dict | None = None) -> None:
-        trials = self.ws.get_tuning_job(self.tuning_job["id"])["trials"]
+        trials = self.ws.tuning_job(self.tuning_job.id).trials
         if len(trials) == self.n_trials_seen:
             return
         self.n_trials_seen = len(trials)
@@ -145,31 +145,31 @@ class TuningDashboard(Dashboard):
 
     def _finished(self, record: dict) -> None:
         self.start_button.disabled = False
-        self.show_job(self.tuning_job["id"])
+        self.show_job(self.tuning_job.id)
         self.refresh()
         job = self.tuning_job
         if record["status"] != "SUCCESS":
-            self.message.error(f"Tuning job #{job['id']} ended {record['status']}: {record.get('error') or ''}")
+            self.message.error(f"Tuning job #{job.id} ended {record['status']}: {record.get('error') or ''}")
             return
-        self.message.success(f"Tuning job #{job['id']} finished"
-                             + (f"; model #{job['model_id']} trained with the best configuration." if job.get("model_id") else "."))
+        self.message.success(f"Tuning job #{job.id} finished"
+                             + (f"; model #{job.model_id} trained with the best configuration." if job.model_id else "."))
 
     def show_job(self, tuning_job_id: int) -> Any:
         """Show a tuning job's trials, best-so-far chart and outcome (the latest one when the page opens)."""
-        job = self.ws.get_tuning_job(tuning_job_id)
+        job = self.ws.tuning_job(tuning_job_id)
         self.tuning_job = job
         self.n_trials_seen = -1
         self._tick()
-        if job["status"] != "SUCCESS" or job.get("best_score") is None:
-            self.outcome.value = (f"<div class='wb-card'>Tuning job #{job['id']}: {html.escape(str(job['status']))}"
-                                  + (f"<br>{html.escape(job['error'])}" if job.get("error") else "") + "</div>")
+        if job.status != "SUCCESS" or job.best_score is None:
+            self.outcome.value = (f"<div class='wb-card'>Tuning job #{job.id}: {html.escape(str(job.status))}"
+                                  + (f"<br>{html.escape(job.error)}" if job.error else "") + "</div>")
             return job
-        lines = [f"<b>Tuning job #{job['id']}</b>",
-                 f"<b>Best</b>: {html.escape(str(job['best_algorithm']))} "
-                 f"{html.escape(job['metric'])}@{job['cutoff']} = {job['best_score']:.4f}",
-                 f"configuration #{job['best_configuration_id']} (in the <a href='training.ipynb'>Training</a> list)"]
-        if job.get("model_id"):
-            lines.append(f"trained as <b>model #{job['model_id']}</b>: <a href='models.ipynb'>Models</a> · "
+        lines = [f"<b>Tuning job #{job.id}</b>",
+                 f"<b>Best</b>: {html.escape(str(job.best_algorithm))} "
+                 f"{html.escape(job.metric)}@{job.cutoff} = {job.best_score:.4f}",
+                 f"configuration #{job.best_configuration_id} (in the <a href='training.ipynb'>Training</a> list)"]
+        if job.model_id:
+            lines.append(f"trained as <b>model #{job.model_id}</b>: <a href='models.ipynb'>Models</a> · "
                          f"<a href='recommendations.ipynb'>Recommendations</a>")
         self.outcome.value = "<div class='wb-card'>" + "<br>".join(lines) + "</div>"
         return job
