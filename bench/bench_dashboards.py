@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -104,11 +105,17 @@ def notebooks_with_baseline(folder: Path) -> Path:
 
 
 class Server:
-    def __init__(self, home: Path, preheat: bool, log: Path, notebooks: Path = NOTEBOOKS) -> None:
+    """`workbench serve` with a token, serving `pages`; its log at INFO level, which says when a pool refills."""
+
+    def __init__(self, home: Path, preheat: bool, log: Path, notebooks: Path = NOTEBOOKS,
+                 pages: tuple[str, ...] = DASHBOARDS) -> None:
         self.port, self.preheat, self.log = free_port(), preheat, log
+        self.token = secrets.token_urlsafe(16)
+        options = ["--Voila.log_level=INFO", *(f"--DashboardServer.dashboards={name}" for name in pages)]
         self.process = subprocess.Popen(
-            voila_command("127.0.0.1", self.port, notebooks=notebooks, preheat=preheat),
-            env=dict(os.environ, WORKBENCH_HOME=str(home), IPYTHONDIR=str(kernel_ipython_dir(log.parent))),
+            voila_command("127.0.0.1", self.port, notebooks=notebooks, preheat=preheat, options=options),
+            env=dict(os.environ, WORKBENCH_HOME=str(home), IPYTHONDIR=str(kernel_ipython_dir(log.parent)),
+                     WORKBENCH_TOKEN=self.token),
             cwd=home, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while True:
@@ -121,7 +128,7 @@ class Server:
                 time.sleep(0.3)
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/voila/render/{name}.ipynb"
+        return f"http://127.0.0.1:{self.port}/voila/render/{name}.ipynb?token={self.token}"
 
     def fills(self, name: str) -> int:
         pattern = rf"Kernel pool of (?:\S*/notebooks/)?{re.escape(name)}\.ipynb is filled"
@@ -209,7 +216,7 @@ def measure(home: Path, names: tuple[str, ...], runs: int, preheat: bool, workdi
     from playwright.sync_api import sync_playwright
 
     server = Server(home, preheat, workdir / f"voila-{'pre' if preheat else 'cold'}.log",
-                    notebooks_with_baseline(workdir / "notebooks"))
+                    notebooks_with_baseline(workdir / "notebooks"), pages=(*DASHBOARDS, BASELINE))
     results: dict[str, list[float]] = {}
     try:
         with sync_playwright() as p:
