@@ -307,6 +307,14 @@ def test_page_loads_that_never_connect_leave_a_bounded_number_of_kernels(server)
     assert "Shutting down kernel" in server.text()
 
 
+def test_the_log_shows_the_token_only_in_the_url_printed_at_start(server):
+    """After the tests above (404s, 403s, 503s, refused hosts, all with ?token= in the URL)."""
+    assert server.request("/voila/render/nothing.ipynb")[0] == 404
+    log = server.text()
+    assert log.count(server.token) == 1 and f"{READY}{server.url}" in log
+    assert "token=[secret]" in log
+
+
 @pytest.fixture(scope="module")
 def open_server(home, tmp_path_factory):
     """--no-token --no-preheat: no kernel until a page asks for one."""

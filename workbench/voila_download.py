@@ -18,6 +18,8 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from .voila_handlers import PlainErrors
+
 ROUTE = "workbench/download/"
 CHUNK = 1 << 20
 
@@ -58,16 +60,6 @@ def open_regular_file(path: Path) -> int:
         raise web.HTTPError(404, f"{path.name} is not a regular file.")
     os.set_blocking(fd, True)
     return fd
-
-
-class PlainErrors:
-    """Errors as one line of text (jupyter_server's error page needs a static path Voila does not set)."""
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "log_message", None) or self._reason
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(f"{status_code}: {message}\n")
 
 
 class ModelDownloadHandler(PlainErrors, JupyterHandler):

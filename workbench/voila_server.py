@@ -46,7 +46,8 @@ from voila.tornado.handler import TornadoVoilaHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from .voila_download import ROUTE as DOWNLOAD_ROUTE
-from .voila_download import ModelDownloadHandler, PlainErrors
+from .voila_download import ModelDownloadHandler
+from .voila_handlers import PlainErrors, discreet, log_request
 from .voila_kernels import DashboardKernelManager
 
 DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
@@ -186,8 +187,7 @@ class DashboardServer(Voila):
         every_interface = self.ip in EVERY_INTERFACE
         names |= {socket.gethostname().lower(), socket.getfqdn().lower()} if every_interface else {self.ip.lower()}
         pages = "|".join(re.escape(f"{name}.ipynb") for name in self.dashboards)
-        return [
-            Rule(UnexpectedHost(names, every_interface), RefusedHostHandler),
+        routes = [
             (self.server_url, web.RedirectHandler, {"url": self.page_path(self.dashboards[0]), "permanent": False}),
             (url_path_join(self.server_url, rf"/voila/render/({pages})"), DashboardHandler, {
                 "template_paths": self.template_paths, "config": self.config,
@@ -196,6 +196,8 @@ class DashboardServer(Voila):
             *((route, REPLACED.get(handler, handler), *rest)
               for route, handler, *rest in super().init_handlers() if handler not in NOT_SERVED),
         ]
+        return [Rule(UnexpectedHost(names, every_interface), discreet(RefusedHostHandler)),
+                *((route, discreet(handler), *rest) for route, handler, *rest in routes)]
 
     def page_path(self, name: str) -> str:
         return url_path_join(self.base_url, "voila/render", f"{name}.ipynb")
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     # Front-end extension files are named by content hash: a returning browser takes them from its cache
     # instead of revalidating each with the (busy) server on every page load.
-    config.Voila.tornado_settings = {"static_immutable_cache": ["/voila/labextensions/"]}
+    config.Voila.tornado_settings = {"static_immutable_cache": ["/voila/labextensions/"], "log_function": log_request}
     DashboardServer.launch_instance(argv if argv is not None else sys.argv[1:], config=config)
 
 
