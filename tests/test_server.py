@@ -226,12 +226,15 @@ def test_requests_for_other_host_names_are_refused(server):
         assert server.open_page(page, headers={"Host": host})[0] == 200, host
 
 
-def test_a_model_file_is_streamed_whole_with_its_name_and_size(server, home):
+def test_a_model_file_is_streamed_whole_with_its_name_and_size(server, home, monkeypatch):
     ws = wb.open(home)
     model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
     path = Path(model["file"])
     before = sorted(p for p in home.rglob("*") if "data" not in p.relative_to(home).parts)
     assert download_url(model["id"], "/") == f"/workbench/download/{model['id']}"
+    assert download_url(7, "/prefix/") == "/prefix/workbench/download/7"
+    monkeypatch.setenv("VOILA_BASE_URL", "/from-voila/")  # what Voila hands its kernels
+    assert download_url(7) == "/from-voila/workbench/download/7"
 
     status, headers, body = server.request(download_url(model["id"], "/"))
     assert status == 200 and body == path.read_bytes()

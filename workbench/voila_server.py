@@ -32,8 +32,8 @@ from typing import Any
 
 from jupyter_server.base.handlers import FileFindHandler
 from jupyter_server.services.contents.largefilemanager import LargeFileManager
-from jupyterlab_server.themes_handler import ThemesHandler
 from jupyter_server.utils import url_path_join
+from jupyterlab_server.themes_handler import ThemesHandler
 from tornado import web
 from tornado.ioloop import IOLoop
 from tornado.routing import Matcher, Rule
