@@ -37,10 +37,11 @@ BENCHMARKS = {
     "lifecycle": ("bench_lifecycle.py", ["--repeat", "3"], ["--smoke"]),
     "tuning": ("bench_tuning.py", ["--datasets", "ml-100k", "--repeat", "3"], ["--smoke"]),
     "dashboards": ("bench_dashboards.py", ["--runs", "3"], ["--smoke"]),
+    "cli": ("bench_cli.py", ["--repeat", "9"], ["--smoke"]),
 }
 TARGETS = {
     "csr_s": 0.35, "import_speedup": 1.0, "colons_speedup": 10.0, "tuning_wall_ratio": 0.5,
-    "p50_ms": 1.0, "users_per_s": 50_000, "first_paint_s": 1.0, "models_usable_s": 1.0,
+    "p50_ms": 1.0, "users_per_s": 50_000, "first_paint_s": 1.0, "models_usable_s": 1.0, "cli_s": 0.5,
 }
 
 
@@ -380,8 +381,20 @@ def dashboards_floor(res: dict) -> list[str]:
     return lines + [""]
 
 
+def cli_section(report: Report, res: dict) -> None:
+    rows = [[f"`workbench {r['args']}`", r["case"], f"{r['median_s']:.3f}",
+             report.target(f"`workbench` {r['case']} answers <= {TARGETS['cli_s']:g} s", f"{r['median_s']:.3f} s",
+                           f"`python -c pass` {res['floor_s']:.3f} s", r["median_s"] <= TARGETS["cli_s"])]
+            for r in res["rows"]]
+    body = [f"A fresh `python -m workbench.cli --home HOME ...` process per run, start to exit, against a workspace "
+            f"holding the small demo project; medians of {res['repeat']} runs, the cases taking turns with a bare "
+            f"`python -c pass` (the floor, {res['floor_s']:.3f} s).", ""]
+    body += table(["command", "case", "seconds", "target"], rows)
+    report.section("Command line: help and argument errors", "cli", body)
+
+
 SECTIONS = {"import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
-            "tuning": tuning_section, "dashboards": dashboards_section}
+            "tuning": tuning_section, "dashboards": dashboards_section, "cli": cli_section}
 
 
 def render(out: Path) -> Path:

@@ -1,84 +1,31 @@
 """The dashboards in a real browser: Voila (as `workbench serve` runs it) and Debian's Chromium.
 
-Playwright (PyPI) drives /usr/bin/chromium, never a browser of its own. The server runs on a
-free loopback port with a throwaway WORKBENCH_HOME holding the demo project; screenshots of
-every dashboard go to docs/screenshots/.
+Playwright (PyPI) drives /usr/bin/chromium, never a browser of its own. The server (test_server.Server)
+runs on a free loopback port with a token and a throwaway WORKBENCH_HOME holding the demo project.
+Screenshots of every dashboard go to a temporary folder, or to WORKBENCH_SCREENSHOTS when set:
+`make screenshots` refreshes the README's docs/screenshots/ that way.
 """
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from workbench.cli import kernel_ipython_dir, voila_command
-
+from test_server import DASHBOARDS, Server
 from test_ui import build_demo_home
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
 WIDGET_ERROR = "Error displaying widget"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-
-
-class VoilaServer:
-    """Voila on the dashboards, preheated, as `workbench serve` starts it."""
-
-    def __init__(self, home: Path, log: Path, preheat: bool = True) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/voila/render"
-        self.log = log
-        env = dict(os.environ, WORKBENCH_HOME=str(home), IPYTHONDIR=str(kernel_ipython_dir(log.parent)))
-        self.process = subprocess.Popen(
-            voila_command("127.0.0.1", self.port, preheat=preheat), env=env, cwd=home,
-            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.wait_ready(preheat)
-
-    def wait_ready(self, preheat: bool, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"voila exited: {self.log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/voila/static/voila.js", timeout=2).read(1)
-                break
-            except OSError:
-                time.sleep(0.3)
-        while preheat and time.monotonic() < deadline and len(self.filled()) < len(DASHBOARDS):
-            time.sleep(0.3)
-
-    def filled(self) -> set[str]:
-        """Dashboards whose preheated kernel has run the notebook (from Voila's log)."""
-        return set(re.findall(r"Kernel pool of \S*?(\w+)\.ipynb is filled", self.log.read_text(errors="replace")))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +38,14 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(home, tmp_path_factory):
-    server = VoilaServer(home, tmp_path_factory.mktemp("voila") / "voila.log")
+    server = Server(home, tmp_path_factory.mktemp("voila") / "voila.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    return Path(os.environ.get("WORKBENCH_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +59,7 @@ def browser_context_args(browser_context_args):
 
 
 def open_dashboard(page, server, name: str, timeout: float = 60_000):
-    page.goto(f"{server.url}/{name}.ipynb")
+    page.goto(server.page(name))
     page.locator(".wb-title").first.wait_for(timeout=timeout)
     page.wait_for_load_state("networkidle")
     return page
@@ -120,24 +72,39 @@ def assert_no_widget_error(page) -> None:
     assert stderr.count() == 0, stderr.first.inner_text()  # a dashboard writes nothing to stderr
 
 
-def screenshot(page, name: str) -> None:
+def screenshot(page, folder: Path, name: str) -> None:
     """The whole dashboard (Voila scrolls inside the page, so grow the viewport to the content)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     height = page.evaluate("(() => { const app = document.querySelector('.wb-nav').closest('.widget-vbox');"
                            " const box = app.getBoundingClientRect(); return box.top + box.height; })()")
     page.set_viewport_size({"width": 1280, "height": int(min(max(height + 24, 700), 2600))})
     page.wait_for_timeout(300)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.screenshot(path=str(folder / f"{name}.png"))
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
-def test_preheated_kernels_see_the_workbench_home(server, home):
-    assert server.filled() == set(DASHBOARDS), server.log.read_text()[-3000:]
-    assert "retrain.ipynb is filled" not in server.log.read_text()  # never run unasked
+def test_every_dashboard_is_preheated_and_its_kernel_sees_the_workbench_home(server, home):
+    assert len(server.kernels()) == len(DASHBOARDS)
+    for kernel in server.kernels():
+        assert kernel.environ()["WORKBENCH_HOME"] == str(home)
+
+
+def test_leaving_a_page_shuts_its_kernel_down(page, server):
+    """Each page a browser leaves (navigation, or a closed tab) posts Voila's shutdown request, and it is
+    accepted: after twelve page loads only the preheated kernels and the open page's remain. (The culler
+    cannot be the reason: it waits 10 minutes by default. This test runs before any other opens a page.)"""
+    pooled = len(DASHBOARDS)
+    assert server.wait_kernels(pooled) == pooled
+    for name in DASHBOARDS * 2:
+        open_dashboard(page, server, name)
+    assert server.wait_kernels(pooled + 1) == pooled + 1
+    page.close(run_before_unload=True)
+    assert server.wait_kernels(pooled) == pooled
+    assert "_xsrf" not in server.text() and "403 POST" not in server.text()
 
 
 @pytest.mark.parametrize("name", ["home", "data", "tuning"])
-def test_dashboard_renders(page, server, home, name):
+def test_dashboard_renders(page, server, home, screenshots, name):
     open_dashboard(page, server, name)
     assert_no_widget_error(page)
     body = page.inner_text("body")
@@ -148,10 +115,10 @@ def test_dashboard_renders(page, server, home, name):
     if name == "tuning":  # the latest tuning job: trials, best-so-far chart, the trained model
         page.locator(".bqplot").first.wait_for()
         assert page.locator(".bqplot path.line").count() >= 1 and "trained as model #" in body
-    screenshot(page, name)
+    screenshot(page, screenshots, name)
 
 
-def test_training_end_to_end_then_the_model_is_listed_compared_and_charted(page, server, home):
+def test_training_end_to_end_then_the_model_is_listed_compared_and_charted(page, server, home, screenshots):
     import workbench as wb
 
     ws = wb.open(home)
@@ -166,7 +133,7 @@ def test_training_end_to_end_then_the_model_is_listed_compared_and_charted(page,
     assert len(new) == 1
     (model_id,) = new
     assert f"Model #{model_id}" in page.inner_text("body")
-    screenshot(page, "training")
+    screenshot(page, screenshots, "training")
 
     open_dashboard(page, server, "models")  # a kernel preheated before the training: it reloads on view
     page.get_by_text(f"#{model_id} IALS").first.wait_for(timeout=30_000)
@@ -180,10 +147,10 @@ def test_training_end_to_end_then_the_model_is_listed_compared_and_charted(page,
     page.locator(".bqplot rect.bar").first.wait_for(state="attached", timeout=30_000)
     assert page.locator(".bqplot").count() >= 6  # one chart per metric
     assert_no_widget_error(page)
-    screenshot(page, "models")
+    screenshot(page, screenshots, "models")
 
 
-def test_a_typed_user_gets_recommendations_with_titles(page, server, home):
+def test_a_typed_user_gets_recommendations_with_titles(page, server, home, screenshots):
     import workbench as wb
 
     ws = wb.open(home)
@@ -199,7 +166,27 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home):
     assert expected and all(item in body for item in expected)
     assert sum(title in body for title in titles) >= 10  # profile and recommendations carry titles
     assert_no_widget_error(page)
-    screenshot(page, "recommendations")
+    screenshot(page, screenshots, "recommendations")
+
+
+def test_pages_fetch_nothing_from_elsewhere_and_show_their_icons(page, server):
+    """Offline, every request succeeds, nothing leaves the server, the console has no error, and the
+    buttons' Font Awesome icons (served with Voila's front end, not from a CDN) are drawn."""
+    origin = f"http://127.0.0.1:{server.port}/"
+    problems, elsewhere = [], []
+    page.on("requestfailed", lambda r: None if "/voila/api/shutdown/" in r.url  # the beacon of the page left:
+            else problems.append(f"failed {r.url} {r.failure}"))                 # "aborted" by the navigation
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: problems.append(f"console {m.text}") if m.type == "error" else None)
+    page.on("request", lambda r: None if r.url.startswith((origin, "data:", "blob:")) else elsewhere.append(r.url))
+    for name in DASHBOARDS:
+        open_dashboard(page, server, name)
+        icon = page.locator("button i.fa:visible").first
+        icon.wait_for()
+        glyph = icon.evaluate("i => getComputedStyle(i, '::before').content")
+        assert glyph not in ("", "none", "normal"), (name, glyph)
+        assert page.evaluate("document.fonts.check('900 16px \"Font Awesome 5 Free\"')"), name
+    assert elsewhere == [] and problems == [], elsewhere + problems
 
 
 def test_bench_smoke_measures_a_first_paint():

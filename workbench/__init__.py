@@ -22,9 +22,17 @@ from .errors import (  # noqa: E402
     ValidationError,
     WorkbenchError,
 )
-from .workspace import Workspace, open_workspace  # noqa: E402
 
-open = open_workspace  # noqa: A001  (wb.open(), as in the design)
+
+def __getattr__(name: str):
+    """`Workspace`, `open_workspace` and `open` (wb.open(), as in the design), imported on first use: the
+    workspace pulls in irspack, scikit-learn and pandas, which `workbench --help` has no need for."""
+    if name in ("Workspace", "open_workspace", "open"):
+        from . import workspace
+
+        return workspace.open_workspace if name == "open" else getattr(workspace, name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
 
 __all__ = [
     "CatalogBusyError", "CatalogDamagedError", "DiskFullError", "JobFailedError", "ModelFileError", "NotFoundError",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,24 +17,11 @@ import pandas as pd
 
 from . import algorithms, data, jobs, legacy_catalog
 from .errors import NotFoundError, ReadOnlyWorkspaceError, ValidationError
-from .layout import Layout
+from .layout import Layout, safe_name
 from .records import Configuration, ItemMetadata, Project, TrainedModel, TrainingData, TuningJob
 from .recovery import write_project_file
 from .signing import ENV_VAR, KeyRing
 from .store import Catalog, disk_errors
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def safe_name(name: str, what: str) -> str:
-    """A name that becomes part of a path: letters, digits, `_ . -`; no `..`, `/` or controls."""
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ValidationError(
-            f"The {what} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (it becomes part of a file path)."
-        )
-    return name
-
 
 class WorkspaceBase:
     """A catalog with its snapshots, model files and signing keys, all under one home folder.

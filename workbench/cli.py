@@ -1,13 +1,21 @@
-"""The `workbench` command: demo data, dashboards, and batch work."""
+"""The `workbench` command: demo data, dashboards, and batch work.
+
+Importing this module imports no library beyond the standard one: each command imports what it
+needs when it runs, so `--help` and argument errors answer at once, before any kernel starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .errors import ValidationError, WorkbenchError
 
@@ -39,32 +47,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bool = True) -> list[str]:
-    """The Voila command line that serves the dashboards.
+def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bool = True, token: bool = True,
+                  options: Sequence[str] = ()) -> list[str]:
+    """The command that serves the dashboards: workbench.voila_server (Voila serving only the six
+    dashboards, behind a token and a Host check, with capped kernels; see its docstring).
 
     Preheating (Voila 0.5: one kernel per dashboard runs the notebook before any request; the
-    environment, WORKBENCH_HOME included, reaches it) is limited to the six dashboards: the
-    Papermill retrain notebook and any other notebook must never run unasked. Only the front-end
-    extensions the dashboards use are loaded (others, e.g. plotly's 4.8 MB, slow every first paint),
-    and workbench.voila_server (Voila plus a page-config hook) leaves bqplot's out of the pages
-    without charts. Front-end extension files are served as immutable: their names carry a content
-    hash, so a returning browser takes them from its cache instead of revalidating each of them
-    with the (busy) server on every page load.
+    environment, WORKBENCH_HOME included, reaches it) covers the served dashboards only. The token
+    reaches the server through WORKBENCH_TOKEN (kept off the command line, where `ps` shows it);
+    without it the server makes one. `options` are more Voila options (`--Class.trait=value`).
     """
-    command = [
-        sys.executable, "-m", "workbench.voila_server", str(notebooks), "--no-browser", f"--Voila.ip={host}",
-        f"--port={port}", "--strip_sources=True", "--show_tracebacks=False",
-        '--VoilaConfiguration.extension_allowlist=["@jupyter-widgets/jupyterlab-manager",'
-        ' "@voila-dashboards/widgets-manager8", "bqplot"]',
-        '--Voila.tornado_settings={"static_immutable_cache": ["/voila/labextensions/"]}',
-    ]
-    if preheat:
-        dashboards = "home|data|tuning|training|models|recommendations"
-        command += [
-            "--preheat_kernel=True", "--pool_size=1",
-            f'--VoilaKernelManager.preheat_denylist=["^(?!(.*/)?({dashboards})[.]ipynb$)"]',
-        ]
-    return command
+    command = [sys.executable, "-m", "workbench.voila_server", str(notebooks), "--no-browser", f"--Voila.ip={host}",
+               f"--port={port}"]
+    if not preheat:
+        command.append("--preheat_kernel=False")
+    if not token:
+        command.append("--no-token")
+    return command + list(options)
+
+
+def serve_options(args: argparse.Namespace) -> list[str]:
+    """Voila options for `workbench serve`'s host names and kernel limits."""
+    options = [f"--DashboardServer.allowed_hosts={name}" for name in args.allow_host or []]
+    if args.max_kernels is not None:
+        options.append(f"--DashboardKernelManager.max_kernels={args.max_kernels}")
+    if args.cull_idle is not None:
+        options.append(f"--DashboardKernelManager.cull_idle_timeout={args.cull_idle}")
+    if args.cull_unconnected is not None:
+        options.append(f"--DashboardKernelManager.unconnected_timeout={args.cull_unconnected}")
+    return options
 
 
 def kernel_ipython_dir(data_dir: Path) -> Path:
@@ -80,8 +91,11 @@ def kernel_ipython_dir(data_dir: Path) -> Path:
 def cmd_serve(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     env = dict(os.environ, WORKBENCH_HOME=str(ws.home), IPYTHONDIR=str(kernel_ipython_dir(ws.data_dir)))
-    print(f"Dashboards: http://{args.host}:{args.port}/voila/render/home.ipynb", flush=True)
-    return subprocess.call(voila_command(args.host, args.port, preheat=not args.no_preheat), env=env)
+    if args.token:
+        env["WORKBENCH_TOKEN"] = args.token
+    command = voila_command(args.host, args.port, preheat=not args.no_preheat, token=not args.no_token,
+                            options=serve_options(args))
+    return subprocess.call(command, env=env)
 
 
 RETRAIN_NOTEBOOK = NOTEBOOKS / "retrain.ipynb"
@@ -150,36 +164,113 @@ def _outcome_summary(report: Path) -> dict | None:
     return None
 
 
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The parameters a Papermill notebook declares (the assignments of its cell tagged "parameters"), with
+    their defaults (None where a default is not a literal). Read with json and ast: checking `-p` names
+    needs no papermill and no kernel."""
+    try:
+        cells = json.loads(Path(path).read_text())["cells"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValidationError(f"{path}: not a readable notebook ({error}).") from None
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            found: dict[str, Any] = {}
+            for node in ast.parse(source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+                for target in (t for t in targets if isinstance(t, ast.Name)):
+                    try:
+                        found[target.id] = ast.literal_eval(node.value) if node.value is not None else None
+                    except ValueError:
+                        found[target.id] = None
+            return found
+    return {}
+
+
+def parameter_value(name: str, text: str, default: Any) -> Any:
+    """A -p value read like papermill's, checked against the kind of the parameter's default."""
+    value = papermill_value(text)
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        return text  # text stays text, even "123"
+    if not ok:
+        raise ValidationError(f"Parameter {name} takes {type(default).__name__} values like its default "
+                              f"{default!r}, got {text!r}.")
+    return value
+
+
+def _check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = KernelSpecManager().find_kernel_specs()
+    if name not in known:
+        raise ValidationError(f"No Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'}.")
+
+
+def _known_project(home: str | None, project: str):
+    """The workspace layout, once `project` is known to its catalog (read without the model stack)."""
+    from .layout import Layout, safe_name
+
+    safe_name(project, "project")
+    layout = Layout.of(home)
+    if not layout.catalog_path.exists():  # a new or not yet converted workspace: open it properly
+        _workspace(argparse.Namespace(home=home)).project(project)
+        return layout
+    from .store import Catalog
+
+    catalog = Catalog(layout.catalog_path, home=layout.home, read_only=True)
+    names = [row["name"] for row in catalog.query("SELECT name FROM projects ORDER BY name")]
+    catalog.close()
+    if project not in names:
+        from .errors import NotFoundError
+
+        raise NotFoundError(f"There is no project named {project!r}. Projects: {', '.join(names) or 'none yet'}.")
+    return layout
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
-    import papermill
-
-    from .data import is_sql_query
-    from .base import safe_name
-
-    ws = _workspace(args)
+    """Every argument is checked before a report is claimed or a kernel starts (exit 2)."""
     notebook = Path(args.notebook) if args.notebook else RETRAIN_NOTEBOOK
-    known = papermill.inspect_notebook(str(notebook))
-    params = {name: papermill_value(value) for name, value in args.parameter or []}
-    unknown = sorted(set(params) - set(known))
+    declared = notebook_parameters(notebook)
+    unknown = sorted({name for name, _ in args.parameter or []} - set(declared))
     if unknown:
-        raise ValidationError(f"Unknown parameter(s) {', '.join(unknown)}; the retrain notebook takes: {', '.join(known)}.")
+        raise ValidationError(f"Unknown parameter(s) {', '.join(unknown)}; the retrain notebook takes: "
+                              f"{', '.join(declared)}.")
+    params = {name: parameter_value(name, text, declared[name]) for name, text in args.parameter or []}
     if args.project is not None:
         params["project"] = args.project
     project = params.get("project")
     if not isinstance(project, str):
         raise ValidationError("Give the project: --project NAME.")
-    safe_name(project, "project")
-    ws.project(project)  # an unknown project fails here, before a kernel starts
+    if args.execution_timeout is not None and args.execution_timeout <= 0:
+        raise ValidationError(f"--execution-timeout must be a positive number of seconds, got {args.execution_timeout}.")
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        raise ValidationError(f"--output {args.output}: its folder does not exist.")
     new_data = params.get("new_data")
-    if isinstance(new_data, str) and not is_sql_query(new_data):
-        if not Path(new_data).is_file():
-            raise ValidationError(f"new_data {new_data!r}: no such file (relative to {os.getcwd()}).")
+    if isinstance(new_data, str) and Path(new_data).is_file():
         params["new_data"] = str(Path(new_data).resolve())  # the report shows where the data came from
-    home = str(Path(args.home).resolve()) if args.home else str(ws.home)
+    elif isinstance(new_data, str):
+        from .queries import is_sql_query
+
+        if not is_sql_query(new_data):
+            raise ValidationError(f"new_data {new_data!r}: no such file (relative to {os.getcwd()}).")
+    if args.kernel:
+        _check_kernel(args.kernel)
+    layout = _known_project(args.home, project)  # an unknown project fails here, before a kernel starts
+    home = str(layout.home)
     params["home"] = home
     os.environ["WORKBENCH_HOME"] = home  # for anything in the kernel that opens the default workspace
+    import papermill
+
     kernel = args.kernel or _kernel_for_this_python()
-    output = Path(args.output).resolve() if args.output else _report_path(ws.home / "runs", project)
+    output = Path(args.output).resolve() if args.output else _report_path(layout.home / "runs", project)
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters=params, kernel_name=kernel, progress_bar=False,
@@ -233,6 +324,23 @@ def cmd_tune_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     parser.add_argument("--home", default=None, help="workspace folder or catalog file (default: WORKBENCH_HOME or here)")
@@ -247,10 +355,28 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show the catalog and its projects")
     info.set_defaults(func=cmd_info)
 
-    serve = commands.add_parser("serve", help="serve the Voila dashboards")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8866)
-    serve.add_argument("--no-preheat", action="store_true")
+    serve = commands.add_parser(
+        "serve", help="serve the Voila dashboards (only them, behind a token); prints the URL once they are ready",
+        description="Serve the six dashboards with Voila. The URL printed carries a token (?token=...; the browser "
+                    "keeps it in a cookie): from WORKBENCH_TOKEN or --token, else a random one. Requests whose Host "
+                    "header is not localhost, 127.0.0.1, ::1, the address bound or an --allow-host name are refused. "
+                    "Each open page holds a kernel; kernels of pages that were left are shut down.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_port, default=8866)
+    serve.add_argument("--no-preheat", action="store_true", help="start no kernel before a page is requested")
+    token = serve.add_mutually_exclusive_group()
+    token.add_argument("--token", default=None, help="the token to require (default: WORKBENCH_TOKEN, else random; "
+                                                     "prefer WORKBENCH_TOKEN: `ps` shows command lines)")
+    token.add_argument("--no-token", action="store_true", help="require no token: anyone who reaches the port gets in")
+    serve.add_argument("--allow-host", action="append", metavar="NAME",
+                       help="also answer requests for this Host name (repeatable; '*': any, e.g. behind a proxy)")
+    serve.add_argument("--max-kernels", type=_positive_int, default=None, metavar="N",
+                       help="most pages open at once, each holding a kernel (default 10; preheated ones not counted)")
+    serve.add_argument("--cull-idle", type=_positive_int, default=None, metavar="SECONDS",
+                       help="shut down a kernel whose page was closed after this long idle (default 600)")
+    serve.add_argument("--cull-unconnected", type=_positive_int, default=None, metavar="SECONDS",
+                       help="shut down a kernel whose page never connected after this long (default 120)")
     serve.set_defaults(func=cmd_serve)
 
     retrain = commands.add_parser(

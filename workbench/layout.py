@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ValidationError
 
 CATALOG_NAME = "workbench.sqlite"
 LEGACY_CATALOG_NAME = "workbench.duckdb"
 CATALOG_SUFFIXES = (".sqlite", ".duckdb")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def safe_name(name: str, what: str) -> str:
+    """A name that becomes part of a path: letters, digits, `_ . -`; no `..`, `/` or controls."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ValidationError(
+            f"The {what} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (it becomes part of a file path)."
+        )
+    return name
 
 
 def default_home() -> Path:

@@ -7,7 +7,6 @@ import codecs
 import gzip
 import html
 import os
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import duckdb
 import pandas as pd
 
 from workbench.errors import ValidationError
+from workbench.queries import is_sql_query
 
 from .delimited import open_csv
 from .engine import Session
@@ -27,24 +27,7 @@ EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".json": "json", ".ndjson": "json", ".jsonl": "json",
 }
-_SQL_START = re.compile(r"\s*(select|with|from)(?=[\s(*])", re.IGNORECASE)  # not "with.csv"
 PREVIEW_ROWS = 20
-
-
-def is_sql_query(source) -> bool:
-    """Whether `source` is a DuckDB query rather than a file path: text that is no file and starts
-    like a query (SELECT, WITH, FROM), or holds white space and parses as SQL (ATTACH ..., COPY ...:
-    queries that an import then refuses)."""
-    if not isinstance(source, str) or os.path.isfile(source):
-        return False
-    if _SQL_START.match(source):
-        return True
-    if not re.search(r"\S\s+\S", source):
-        return False
-    try:
-        return bool(duckdb.extract_statements(source))
-    except duckdb.Error:
-        return False
 
 
 def open_source(source, session: Session, delimiter: str | None, sandbox: SqlSandbox | None = None) -> Source:
