@@ -176,7 +176,7 @@ NOT_SERVED = [
 
 def test_only_the_dashboards_are_served(server, home):
     ws = wb.open(home)
-    before = (ws.project("demo")["active_model_id"], len(ws.models("demo")), len(server.kernels()))
+    before = (ws.project("demo").active_model_id, len(ws.models("demo")), len(server.kernels()))
     for path in NOT_SERVED:
         status, _, body = server.request(path)
         assert status == 404, (path, status, body[:300])
@@ -185,7 +185,7 @@ def test_only_the_dashboards_are_served(server, home):
                  "/voila/labextensions/../notebooks/retrain.ipynb"):  # the static routes stay in their folders
         status, _, body = server.request(path)
         assert status in (403, 404) and b"retrain(" not in body, (path, status)
-    assert (ws.project("demo")["active_model_id"], len(ws.models("demo")), len(server.kernels())) == before
+    assert (ws.project("demo").active_model_id, len(ws.models("demo")), len(server.kernels())) == before
 
     status, headers, _ = server.request("/")
     assert status == 302 and headers["Location"].startswith("/voila/render/home.ipynb")
@@ -228,26 +228,26 @@ def test_requests_for_other_host_names_are_refused(server):
 
 def test_a_model_file_is_streamed_whole_with_its_name_and_size(server, home, monkeypatch):
     ws = wb.open(home)
-    model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
-    path = Path(model["file"])
+    model = ws.model(int(ws.models("demo")["id"].iloc[0]))
+    path = Path(model.file)
     before = sorted(p for p in home.rglob("*") if "data" not in p.relative_to(home).parts)
-    assert download_url(model["id"], "/") == f"/workbench/download/{model['id']}"
+    assert download_url(model.id, "/") == f"/workbench/download/{model.id}"
     assert download_url(7, "/prefix/") == "/prefix/workbench/download/7"
     monkeypatch.setenv("VOILA_BASE_URL", "/from-voila/")  # what Voila hands its kernels
     assert download_url(7) == "/from-voila/workbench/download/7"
 
-    status, headers, body = server.request(download_url(model["id"], "/"))
+    status, headers, body = server.request(download_url(model.id, "/"))
     assert status == 200 and body == path.read_bytes()
     assert int(headers["Content-Length"]) == path.stat().st_size
-    assert headers["Content-Disposition"] == f"attachment; filename=\"{model['basename']}\"; " \
-                                             f"filename*=UTF-8''{quote(model['basename'])}"
+    assert headers["Content-Disposition"] == f"attachment; filename=\"{model.basename}\"; " \
+                                             f"filename*=UTF-8''{quote(model.basename)}"
     assert headers["Content-Type"] == "application/octet-stream"
     assert sorted(p for p in home.rglob("*") if "data" not in p.relative_to(home).parts) == before  # no copy made
     assert not (home / "exports").exists()
 
     assert server.request("/workbench/download/987654")[0] == 404
     assert server.request("/workbench/download/abc")[0] == 404
-    status, headers, body = server.request(download_url(model["id"], "/"), token=False)
+    status, headers, body = server.request(download_url(model.id, "/"), token=False)
     assert status in (302, 403) and body != path.read_bytes()
 
 
@@ -255,8 +255,8 @@ def test_a_model_file_is_streamed_whole_with_its_name_and_size(server, home, mon
 def test_a_large_model_file_streams_in_flat_memory(server, home):
     """A 768 MiB file (sparse: takes no disk) goes out whole while the server grows by far less."""
     ws = wb.open(home)
-    model = ws.get_model(int(ws.models("demo")["id"].iloc[0]))
-    path = Path(model["file"])
+    model = ws.model(int(ws.models("demo")["id"].iloc[0]))
+    path = Path(model.file)
     original = path.read_bytes()
     size = 768 << 20
     path.write_bytes(b"")
@@ -274,7 +274,7 @@ def test_a_large_model_file_streams_in_flat_memory(server, home):
     watcher.start()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
-        connection.request("GET", server.with_token(f"/workbench/download/{model['id']}"))
+        connection.request("GET", server.with_token(f"/workbench/download/{model.id}"))
         response = connection.getresponse()
         assert response.status == 200 and int(response.headers["Content-Length"]) == size
         digest, received = hashlib.sha256(), 0

@@ -40,13 +40,13 @@ def model_file(model_id: int) -> tuple[Path, str]:
 
     ws = workbench.open()  # WORKBENCH_HOME, set by `workbench serve`
     try:
-        model = ws.get_model(model_id)
+        model = ws.model(model_id)
     except WorkbenchError as error:
         raise web.HTTPError(404, str(error)) from None
-    if model["status"] != "SUCCESS" or not model["file"]:
-        raise web.HTTPError(404, f"Model {model_id} is {model['status']} and has no file.")
-    path = Path(model["file"])
-    return (path if path.is_absolute() else ws.home / path), model["basename"] or path.name
+    if model.status != "SUCCESS" or not model.file:
+        raise web.HTTPError(404, f"Model {model_id} is {model.status} and has no file.")
+    path = Path(model.file)
+    return (path if path.is_absolute() else ws.home / path), model.basename or path.name
 
 
 def open_regular_file(path: Path) -> int:
