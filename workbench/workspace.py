@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Sequence
 
 import pandas as pd
 
-from . import comparison, models, recommend, training, tuning
+from . import comparison, export, models, recommend, training, tuning
 from .base import WorkspaceBase
+from .errors import NotFoundError, ValidationError
 from .evaluation import SplitConfig
 from .records import TrainedModel, TuningJob
 from .signing import inspect_model_file
@@ -60,6 +62,34 @@ class Workspace(WorkspaceBase):
         or True for the project's latest)."""
         return recommend.sample_recommendation(self, self.load_model(model_id), metadata=metadata, user_id=user_id,
                                                cutoff=cutoff, seed=seed)
+
+    def load_active(self, project: Any) -> models.ActiveModel:
+        """The project's active model for a long-lived process: each call serves the model active
+        at that moment, loading a newly activated one first (no restart needed)."""
+        return models.ActiveModel(self, project)
+
+    def export_recommendations(self, project: Any, path: str | os.PathLike, cutoff: int = 10,
+                               columns: Sequence[str] | None = None, model: Any = None,
+                               progress: Callable[[int, int], None] | None = None) -> Path:
+        """Write a model's top-`cutoff` for every user it knows to a .parquet, .csv or .duckdb file.
+
+        project: whose active model (or `model`, an id of the project) to export. columns: item
+        metadata columns to add (from the project's latest item metadata). The file is written
+        under a temporary name and renamed, and records the model id, data fingerprint and time
+        (`export.read_export_info`). progress(done_users, all_users) follows the work.
+        """
+        p = self.project(project)
+        chosen = self.model(model) if model is not None else self.active_model(p)
+        if chosen is None:
+            raise NotFoundError(f"Project {p.name!r} has no active model to export; activate one or pass model=.")
+        if chosen.project_id != p.id:
+            raise ValidationError(f"Model {chosen.id} belongs to another project than {p.name!r}.")
+        metadata = None
+        if columns:
+            record = self.latest_item_metadata(p)
+            metadata = self.item_metadata_frame(record) if record is not None else None
+        return export.export_recommendations(self.load_model(chosen.id), path, cutoff=cutoff, metadata=metadata,
+                                             columns=columns, progress=progress)
 
     # Tuning and evaluation
 
