@@ -287,7 +287,10 @@ def lifecycle_section(report: Report, res: dict) -> None:
         ["single user p50", f"{r['single p50 ms']:.3f} ms", "-", p50],
         ["single user p99", f"{r['single p99 ms']:.3f} ms", "-", "-"],
         ["all users", f"{r['users/s']:,.0f} users/s ({r['all users s']:.2f} s)",
-         f"{r['irspack IDMapper users/s']:,.0f} users/s (irspack IDMapper)", many]])
+         f"{r['irspack IDMapper users/s']:,.0f} users/s (irspack IDMapper)", many]]
+        + [[f"export to {kind} (file included)", f"{r[f'export {kind} users/s']:,.0f} users/s",
+            f"{r['users/s']:,.0f} users/s (recommend_many alone)", "-"]
+           for kind in ("parquet", "csv", "duckdb") if f"export {kind} users/s" in r])
     if r.get("gemm_gflops"):
         per_user = 2 * r["factors"] * r["items"]
         body += [f"Ceiling arithmetic: scoring one user is {per_user / 1e6:.2f} MFLOP ({r['factors']} x {r['items']:,} "
