@@ -26,6 +26,7 @@ import pandas as pd
 import psutil
 
 from .errors import JobFailedError, WorkbenchError
+from .polling import StillWaiting, poll_until
 from .store import Catalog, utc_now
 
 if TYPE_CHECKING:
@@ -293,14 +294,15 @@ class Job:
         self.workspace.catalog.update("jobs", self.id, {"cancel_requested": True})
 
     def wait(self, timeout: float | None = None, poll: float = 0.2, raise_on_failure: bool = True) -> "Job":
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        """Wait until the job ends (TimeoutError after `timeout` s); JobFailedError if it did not succeed."""
+        def finished() -> dict | None:
             record = self.record
-            if record["status"] in FINISHED:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Job {self.id} is still {record['status']} after {timeout} s.")
-            time.sleep(poll)
+            return record if record["status"] in FINISHED else None
+
+        try:
+            record = poll_until(finished, timeout, poll)
+        except StillWaiting:
+            raise TimeoutError(f"Job {self.id} is still {self.status} after {timeout} s.") from None
         if raise_on_failure and record["status"] != SUCCESS:
             raise JobFailedError(f"Job {self.id} ended {record['status']}: {record['error']}")
         return self
@@ -315,10 +317,12 @@ class Job:
             return HTML(self._repr_html_() + f"<div style='font-family:monospace;font-size:90%'>{log}</div>")
 
         handle = display(view(), display_id=True)
-        while self.status not in FINISHED:
-            time.sleep(poll)
+
+        def ended() -> bool:
             handle.update(view())
-        handle.update(view())
+            return self.status in FINISHED
+
+        poll_until(ended, None, poll)
         return self.wait()
 
     def _repr_html_(self) -> str:

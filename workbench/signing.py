@@ -40,7 +40,6 @@ import re
 import secrets
 import stat
 import struct
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -54,6 +53,7 @@ from .errors import (
     UnsupportedModelVersionError,
     ValidationError,
 )
+from .polling import StillWaiting, poll_until
 from .unpickling import check_payload_globals, restricted_loads
 
 __all__ = [
@@ -211,17 +211,18 @@ def _read_key_file(key_file: Path) -> list[SigningKey]:
     # A key file is published complete (hard link of a fully written temp file);
     # the retry only matters on file systems without hard links, where the
     # creator writes into the final name and a reader may see it still empty.
-    deadline = time.monotonic() + 2.0
-    while True:
+    def read() -> str:
         try:
-            text = key_file.read_text(encoding="ascii")
+            return key_file.read_text(encoding="ascii")
         except FileNotFoundError:
-            text = ""
+            return ""
         except (OSError, UnicodeDecodeError) as exc:
             raise ValidationError(f"cannot read the signing key file {key_file}: {type(exc).__name__}") from None
-        if text.strip() or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+
+    try:
+        text = poll_until(lambda: read().strip(), 2.0, 0.02)
+    except StillWaiting:
+        text = ""
     if not text.strip():
         raise ValidationError(f"the signing key file {key_file} is missing or empty")
     return _parse_key_spec(text, source=f"the signing key file {key_file}")

@@ -11,8 +11,8 @@ comparison, the model registry and recommendations, each delegated to its module
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd

@@ -13,12 +13,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import models
 from ..errors import WorkbenchError
+from ..polling import StillWaiting, poll_until
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -48,17 +48,20 @@ class ProjectLock:
     def acquire(self, timeout: float = 0.0, poll: float = 0.2) -> "ProjectLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
+
+        def locked() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_json(self.path)
-                    os.close(fd)
-                    raise RetrainBusyError(self._busy_message(holder, timeout)) from None
-                time.sleep(poll)
+                return False
+
+        try:
+            poll_until(locked, timeout, poll)
+        except StillWaiting:
+            holder = _read_json(self.path)
+            os.close(fd)
+            raise RetrainBusyError(self._busy_message(holder, timeout)) from None
         self._fd = fd
         self.previous = _read_json(self.path)
         return self
