@@ -437,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retrain.add_argument("--project", help="the project's name (same as -p project NAME)")
     retrain.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                         help="a notebook parameter (new_data, append, mode, n_trials, timeout, activate, tolerance, "
-                              "metric, cutoff, seed); values are read as papermill does: True/False/None, numbers, text")
+                         help="a notebook parameter (new_data, append, mode, n_trials, timeout, holdout, activate, "
+                              "tolerance, metric, cutoff, seed, export); values are read as papermill does: "
+                              "True/False/None, numbers, text")
     retrain.add_argument("--output", help="where to write the report notebook (default: HOME/runs/...)")
     retrain.add_argument("--kernel", help="Jupyter kernel name (default: one that runs this Python)")
     retrain.add_argument("--notebook", help=argparse.SUPPRESS)
