@@ -213,7 +213,7 @@ def run_system(system: str, dataset_dir: Path, trials: int, rest, test) -> dict:
     try:
         scored = run_child(system, "recommend", work, trials, model=fit["model"])
         loader = scored.get("loader", {})
-    except SystemExit as error:  # the system's own reader refused its own model file
+    except SystemExit as error:  # its own reader refused (or crashed on) its model file: nothing to score
         return {**row, "model_loaded": False, "loader": {"refused": str(error)[-1000:]}}
     metrics = protocol.evaluate(pd.read_csv(work / "recommendations.csv"), test, rest)
     return {**row, **metrics, "model_loaded": not loader.get("refused"), "loader": loader,
@@ -228,7 +228,7 @@ def _size_mb(work: Path) -> float | None:
 
 # --- the run -----------------------------------------------------------------------------------
 
-METRICS = ("ndcg@20", "recall@20", "hit@20", "validation_ndcg", "wall_s", "cpu_s", "peak_mb")
+METRICS = ("ndcg@20", "recall@20", "hit@20", "validation_ndcg", "wall_s", "cpu_s", "peak_mb", "model_file_mb")
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -252,12 +252,13 @@ def _median(values) -> float | None:
 
 def print_table(rows: list[dict]) -> None:
     print("\n| dataset | system | test nDCG@20 | recall@20 | hit@20 | validation nDCG@20 (own split) | wall s "
-          "| CPU s | peak MB | algorithm | model file loaded |")
+          "| CPU s | peak MB | algorithm | model file MB, loaded |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [f"{r[k]:.4f}" if r[k] is not None else "-" for k in ("ndcg@20", "recall@20", "hit@20", "validation_ndcg")]
         print(f"| {r['dataset']} | {r['system']} | {' | '.join(cells)} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
-              f"| {r['peak_mb']:.0f} | {', '.join(dict.fromkeys(r['algorithms']))} | {r['models_loaded']}/{r['runs']} |")
+              f"| {r['peak_mb']:.0f} | {', '.join(dict.fromkeys(r['algorithms']))} "
+              f"| {r['model_file_mb'] or 0:,.1f}, {r['models_loaded']}/{r['runs']} |")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -7,7 +7,7 @@ module level needs only the standard library: Recotem's own Python (3.12, bench/
 imports it for `report_peak`.
 
 Datasets: every folder of ../shared/data holding one of INTERACTION_FILES (the first found wins),
-named after the folder; `synthetic` is a small generated log for the smoke run.
+named after the folder; `synthetic` is the small generated log of the smoke run.
 """
 
 from __future__ import annotations
@@ -73,21 +73,11 @@ def _column(frame, names: tuple[str, ...], path: Path) -> str:
     return column
 
 
-def synthetic(n_users: int = 400, n_items: int = 300, per_user: int = 25, seed: int = 0):
-    """A small log with structure to learn: 8 taste groups over long-tail item popularity."""
-    import numpy as np
-    import pandas as pd
+def synthetic():
+    """A small log with structure to learn (the workbench's demo generator: taste clusters, long tail)."""
+    from workbench.demo import generate_demo
 
-    rng = np.random.default_rng(seed)
-    user_group, item_group = rng.integers(0, 8, n_users), rng.integers(0, 8, n_items)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    users, items = [], []
-    for user in range(n_users):
-        weights = popularity * np.where(item_group == user_group[user], 8.0, 1.0)
-        chosen = rng.choice(n_items, size=per_user, replace=False, p=weights / weights.sum())
-        users += [f"u{user}"] * per_user
-        items += [f"i{item}" for item in chosen]
-    return pd.DataFrame({"user_id": users, "item_id": items})
+    return generate_demo(seed=0, n_users=400, n_items=300)[0]
 
 
 # --- the test split --------------------------------------------------------------------------
