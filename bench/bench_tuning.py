@@ -21,7 +21,8 @@ is kept beside them, as such. Systems take turns, `--repeat` rounds.
 - Recotem 2.1: `recotem train` (in-process, through its CLI) from a recipe; its artifact read by
   `recotem.artifact.io.read_artifact` under its default cap (512 MiB, as `recotem serve`); a
   refusal is recorded, and the same reader is then asked again with the cap at Recotem's maximum
-  (16 GiB, as RECOTEM_MAX_PAYLOAD_BYTES would set it). Recotem needs Python 3.12, in
+  (16 GiB, as RECOTEM_MAX_PAYLOAD_BYTES would set it). The top-20 come from the irspack IDMapper
+  that Recotem's served model wraps, in its batch form. Recotem needs Python 3.12, in
   bench/.venv-recotem (ignored by git):
   `python3.12 -m venv bench/.venv-recotem && bench/.venv-recotem/bin/pip install recotem==2.1.0`;
   it is skipped when absent.
@@ -60,8 +61,10 @@ def workbench_fit(rest_csv: Path, work: Path, trials: int) -> dict:
     ws = wb.open(work / "workbench")
     data = ws.import_training_data(ws.create_project("bench", "user_id", "item_id"), rest_csv)
     tuning = ws.tune(data, algorithms=ALGORITHMS, n_trials=trials, metric="ndcg", cutoff=CUTOFF, split=VALIDATION)
+    tried = tuning.trials
     return {"validation_ndcg": tuning.best_score, "algorithm": tuning.best_algorithm,
-            "trials": tuning.trials["algorithm"].value_counts().to_dict(), "model": tuning.model_id}
+            "params": tried.loc[tried["score"].idxmax(), "params"],
+            "trials": tried["algorithm"].value_counts().to_dict(), "model": tuning.model_id}
 
 
 def workbench_recommend(work: Path, model, users: list):
@@ -97,7 +100,7 @@ def irspack_fit(rest_csv: Path, work: Path, trials: int) -> dict:
     model = work / "irspack.pkl"
     model.write_bytes(pickle.dumps({"recommender": recommender, "user_ids": list(user_ids),
                                     "item_ids": list(item_ids)}, protocol=pickle.HIGHEST_PROTOCOL))
-    return {"validation_ndcg": best[0], "algorithm": best[1],
+    return {"validation_ndcg": best[0], "algorithm": best[1], "params": best[2],
             "trials": {name: n for name, n in zip(ALGORITHMS, shares) if n}, "model": str(model)}
 
 
@@ -137,6 +140,7 @@ def recotem_fit(rest_csv: Path, work: Path, trials: int) -> dict:
 
 def recotem_recommend(work: Path, model, users: list):
     import pandas as pd
+    from irspack import IDMapper
     from recotem.artifact.format import ArtifactError
     from recotem.artifact.io import read_artifact
     from recotem.artifact.signing import KeyRing, unpickle_payload
@@ -144,16 +148,21 @@ def recotem_recommend(work: Path, model, users: list):
 
     ring = KeyRing(os.environ["RECOTEM_SIGNING_KEYS"])
     try:
-        _, payload = read_artifact(model, ring, max_bytes=get_max_payload_bytes())
+        header, payload = read_artifact(model, ring, max_bytes=get_max_payload_bytes())
         refused = None
     except ArtifactError as error:
         refused = str(error)
-        _, payload = read_artifact(model, ring, max_bytes=RECOTEM_MAX_CAP)
-    print("LOADER " + json.dumps({"refused": refused, "payload_mb": len(payload) / 2**20}))
-    recommender = unpickle_payload(payload)
-    return pd.DataFrame([(user, item, rank) for user in users for rank, (item, _) in enumerate(
-        recommender.get_recommendation_for_known_user_id(str(user), cutoff=CUTOFF))],
-        columns=["user_id", "item_id", "rank"])
+        header, payload = read_artifact(model, ring, max_bytes=RECOTEM_MAX_CAP)
+    chosen = json.loads(header.header_data)
+    print("LOADER " + json.dumps({"refused": refused, "payload_mb": len(payload) / 2**20, "params": chosen.get("best_params"),
+                                  "tried": chosen.get("tuning", {}).get("tried_algorithms")}))
+    served = unpickle_payload(payload)  # recotem's IDMappedRecommender
+    # Its per-user call is IDMapper.recommend_for_known_user_id; the batch form gives the same lists
+    # in one pass (per user, a DenseSLIM model copies its whole weight matrix: ~40 s a user on lastfm-2k).
+    lists = IDMapper(served.user_ids, served.item_ids).recommend_for_known_user_batch(
+        served.recommender, [str(user) for user in users], cutoff=CUTOFF)
+    return pd.DataFrame([(user, item, rank) for user, ranked in zip(users, lists) for rank, (item, _) in enumerate(ranked)],
+                        columns=["user_id", "item_id", "rank"])
 
 
 SYSTEMS = {"workbench": (workbench_fit, workbench_recommend), "irspack": (irspack_fit, irspack_recommend),
@@ -166,7 +175,7 @@ def child(system: str, step: str, work: Path, trials: int, model: str | None) ->
     """The body of a child process: fit (timed by the parent) or recommend (then scored)."""
     fit, recommend = SYSTEMS[system]
     if step == "fit":
-        print("RESULT " + json.dumps(fit(work.parent / "rest.csv", work, trials)), flush=True)
+        print("RESULT " + json.dumps(fit(work.parent / "rest.csv", work, trials), default=str), flush=True)
     else:
         import pandas as pd
 
@@ -209,10 +218,12 @@ def run_system(system: str, dataset_dir: Path, trials: int, rest, test) -> dict:
 
     work = Path(tempfile.mkdtemp(dir=dataset_dir, prefix=f"{system}-"))
     fit = run_child(system, "fit", work, trials)
-    row = {k: fit[k] for k in ("wall_s", "cpu_s", "peak_mb", "processes", "validation_ndcg", "algorithm", "trials")}
+    row = {k: fit.get(k) for k in ("wall_s", "cpu_s", "peak_mb", "processes", "validation_ndcg", "algorithm", "params",
+                                   "trials")}
     try:
         scored = run_child(system, "recommend", work, trials, model=fit["model"])
         loader = scored.get("loader", {})
+        row["params"] = row["params"] or loader.pop("params", None)  # Recotem's, from its artifact's header
     except SystemExit as error:  # its own reader refused (or crashed on) its model file: nothing to score
         return {**row, "model_loaded": False, "loader": {"refused": str(error)[-1000:]}}
     metrics = protocol.evaluate(pd.read_csv(work / "recommendations.csv"), test, rest)
@@ -239,7 +250,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         rows.append({"dataset": key[0], "system": key[1], "runs": len(mine),
                      **{k: _median(r.get(k) for r in mine) for k in METRICS},
                      "test_ndcg_runs": [r.get("ndcg@20") for r in mine], "walls": [r["wall_s"] for r in mine],
-                     "algorithms": [r["algorithm"] for r in mine],
+                     "algorithms": [r["algorithm"] for r in mine], "params": mine[-1].get("params"),
                      "models_loaded": sum(r["model_loaded"] for r in mine),
                      "refusals": [r["loader"]["refused"] for r in mine if r["loader"].get("refused")]})
     return rows

@@ -334,9 +334,12 @@ def tuning_section(report: Report, res: dict) -> None:
         body += table(["system", "test nDCG@20", "test recall@20", "test hit@20", "validation nDCG@20 (own split)",
                        "wall s", "CPU s", "peak MB", "chosen algorithm", "model file MB"],
                       [[name, _score(r, "ndcg@20") + _every_run(r), _score(r, "recall@20"), _score(r, "hit@20"),
-                        _score(r, "validation_ndcg"), f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['peak_mb']:,.0f}",
+                        _score(r, "validation_ndcg"), f"{r['wall_s']:,.1f}", f"{r['cpu_s']:,.1f}", f"{r['peak_mb']:,.0f}",
                         ", ".join(dict.fromkeys(r["algorithms"])), _megabytes(r.get("model_file_mb"))]
                        for name, r in mine.items()])
+        chosen = [f"- {name} chose {r['algorithms'][-1]}: " + ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
+                  for name, r in mine.items() if r.get("params")]
+        body += chosen + [""] if chosen else []
         body += tuning_targets(report, dataset, mine)
     body += tuning_loader_target(report, res["runs"])
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -349,6 +352,10 @@ def tuning_section(report: Report, res: dict) -> None:
 
 def _score(row: dict, key: str) -> str:
     return "-" if row.get(key) is None else f"{row[key]:.4f}"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _megabytes(value: float | None) -> str:
