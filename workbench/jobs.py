@@ -27,6 +27,7 @@ import psutil
 
 from .errors import JobFailedError, WorkbenchError
 from .polling import StillWaiting, poll_until
+from .signing import TEMP_FILE
 from .store import Catalog, utc_now
 
 if TYPE_CHECKING:
@@ -158,20 +159,28 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def finish_job(catalog: Catalog, job_id: int, status: str, reason: str) -> None:
-    """End a job as FAILURE or CANCELLED, together with the models and tuning it produced."""
+def finish_job(catalog: Catalog, job_id: int, status: str, reason: str, never_started: bool = False) -> bool:
+    """End a job as FAILURE or CANCELLED, together with the models it was producing; whether it did.
 
-    def work(con) -> None:
-        con.execute(
-            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+    never_started: only a job still PENDING with no process (a stale request), so a worker that
+    takes it meanwhile is not overruled.
+    """
+
+    def work(con) -> bool:
+        guard = " AND status = 'PENDING' AND pid IS NULL" if never_started else ""
+        changed = con.execute(
+            f"UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?{guard}",
             [status, reason, utc_now().isoformat(sep=" "), job_id],
-        )
+        ).rowcount
+        if not changed:
+            return False
         con.execute(
             "UPDATE models SET status = 'FAILURE' WHERE job_id = ? AND status IN ('PENDING', 'RUNNING')",
             [job_id],
         )
+        return True
 
-    catalog.run(work)
+    return catalog.run(work)
 
 
 def start_worker(catalog: Catalog, job_id: int) -> int:
@@ -225,8 +234,10 @@ def reap_dead_jobs(catalog: Catalog, models_dir: Path | None = None) -> list[int
     for job in dead:
         finish_job(catalog, job["id"], FAILURE, f"The worker process {job['pid']} died.")
         if models_dir is not None and Path(models_dir).exists():
-            for temp in Path(models_dir).glob(f"*/.*.tmp-{job['pid']}-*"):
-                temp.unlink(missing_ok=True)
+            for temp in Path(models_dir).glob("*/.*"):
+                match = TEMP_FILE.match(temp.name)
+                if match and int(match.group(1)) == job["pid"]:
+                    temp.unlink(missing_ok=True)
             # A worker killed between renaming its model file into place and recording it leaves a
             # complete file of a model that is now FAILURE: remove it (as training does in-process).
             failed = catalog.query(

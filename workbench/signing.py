@@ -228,6 +228,16 @@ def _read_key_file(key_file: Path) -> list[SigningKey]:
     return _parse_key_spec(text, source=f"the signing key file {key_file}")
 
 
+# A writer's unfinished file: `.<name>.tmp-<pid>-<random>` beside the file it becomes (model files,
+# key files). `workbench doctor` and the job reaper find them by this pattern.
+TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def temp_path(path: Path) -> Path:
+    """Where this process writes `path` before renaming it into place (matches TEMP_FILE)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
 def _create_key_file(key_file: Path) -> None:
     """Create ``key_file`` with a new random key, mode 0600, without ever exposing a partial file.
 
@@ -239,7 +249,7 @@ def _create_key_file(key_file: Path) -> None:
     kid = secrets.token_hex(4)
     content = f"{kid}:{secrets.token_bytes(_GENERATED_SECRET_BYTES).hex()}\n".encode("ascii")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    tmp = key_file.with_name(f".{key_file.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temp_path(key_file)
     fd = os.open(tmp, flags, 0o600)
     try:
         try:
@@ -357,7 +367,7 @@ def write_model_file(
     chunks = _encode(header_bytes, payload, keyring.signing_key)
 
     directory = path.parent
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o666)
     try:
