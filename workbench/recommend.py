@@ -192,8 +192,9 @@ class Recommender:
 
     def _contributions(self, items: np.ndarray, values: np.ndarray, targets: Any) -> np.ndarray:
         self._check_explainable()
-        return self._explainer(np.asarray(items, dtype=np.int64), np.asarray(values, dtype=np.float64),
-                               np.asarray(targets, dtype=np.int64))
+        with single_threaded_blas():  # small products and solves: BLAS threads only spin (16x slower under load)
+            return self._explainer(np.asarray(items, dtype=np.int64), np.asarray(values, dtype=np.float64),
+                                   np.asarray(targets, dtype=np.int64))
 
     def _training_profile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.recommender.X_train_all[index]
