@@ -112,6 +112,20 @@ def test_a_model_that_wins_on_average_but_loses_on_light_users_shows_in_the_segm
     assert plain.set_index("model_id").loc[niche.id, "ndcg@5"] == pytest.approx(ndcg["RP3beta", "all"])
 
 
+def test_activity_tertiles_keep_tied_counts_together_and_fill_every_segment():
+    from workbench.comparison import activity_segments
+    from workbench.evaluation import Split, SplitConfig
+
+    counts = [2] * 10 + [5] * 10 + [9] * 25  # a third of the users or more share the top count
+    X = sps.csr_matrix((np.ones(sum(counts)), np.concatenate([np.arange(c) for c in counts]),
+                        np.concatenate([[0], np.cumsum(counts)])), shape=(len(counts), 10))
+    users = np.arange(len(counts))
+    split = Split(X_train=X, X_val_ground_truth=X, val_user_indices=users, config=SplitConfig(), fingerprint="x")
+    segments = {s.name: (s.definition, len(s.rows)) for s in activity_segments(split)}
+    assert segments == {"light": ("at most 4 training interactions", 10), "medium": ("5 to 8 training interactions", 10),
+                        "heavy": ("more than 8 training interactions", 25)}
+
+
 def test_new_users_since_a_date_are_scored_apart(workspace, project):
     data = workspace.import_training_data(project, clustered_interactions())  # user k starts on day k of 2024
     model = workspace.train(workspace.create_configuration(project, "RP3beta"), data)

@@ -122,13 +122,21 @@ def recommended_lists(recommender: Any, split: Split, cutoff: int) -> np.ndarray
 
 def activity_segments(split: Split) -> list[Segment]:
     """Light, medium and heavy validation users: tertiles of their interactions in the split's
-    training part (what the models learn them from)."""
+    training part (what the models learn them from). Users with equal counts stay together: each
+    cut goes below or above a tied count, whichever leaves the segment closer to a third."""
     mine = np.diff(split.X_train.indptr)[split.val_user_indices]
-    low, high = (int(q) for q in np.floor(np.quantile(mine, [1 / 3, 2 / 3])))
+    low, high = (_cut(mine, share) for share in (1 / 3, 2 / 3))
     groups = (("light", f"at most {low} training interactions", mine <= low),
               ("medium", f"{low + 1} to {high} training interactions", (mine > low) & (mine <= high)),
               ("heavy", f"more than {high} training interactions", mine > high))
     return [Segment(name, text, np.flatnonzero(mask)) for name, text, mask in groups if mask.any()]
+
+
+def _cut(counts: np.ndarray, share: float) -> int:
+    """The count c such that the share of `counts` <= c is closest to `share`."""
+    value = int(np.floor(np.quantile(counts, share)))
+    below, upto = np.mean(counts < value), np.mean(counts <= value)
+    return value if abs(upto - share) < abs(below - share) else value - 1
 
 
 def new_user_segments(dataset: "TrainingData", split: Split, since: Any) -> list[Segment]:

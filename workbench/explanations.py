@@ -99,6 +99,7 @@ def contributions_frame(contributions: np.ndarray, target_ids: Sequence, profile
 
 
 def because_text(because: list[dict], names: Mapping | None = None) -> str:
-    """An explanation as text, "A (41%), B (22%)"; `names` maps item ids to what to show (titles)."""
-    return ", ".join(f"{(names or {}).get(part['item_id'], part['item_id'])} ({part['share']:.0%})"
-                     for part in because)
+    """An explanation as text, "A (41%), B (22%)"; `names` (a dict or Series) maps item ids to what
+    to show (titles)."""
+    names = {} if names is None else names
+    return ", ".join(f"{names.get(part['item_id'], part['item_id'])} ({part['share']:.0%})" for part in because)

@@ -143,7 +143,7 @@ class Recommender:
         explained by the profile items that contributed most."""
         _, items, values = top_n(np.asarray(scores)[None, :], _check_cutoff(cutoff))
         rows = [{"item_id": _plain(self.item_ids[i]), "score": float(v)} for i, v in zip(items, values)]
-        if profile is not None and rows:
+        if profile is not None:
             parts = self._contributions(*profile, items)
             for row, (total, top) in zip(rows, because(parts, self.item_ids[profile[0]].tolist(), EXPLAIN_TOP)):
                 row.update(explained_score=total, because=top)
@@ -153,19 +153,14 @@ class Recommender:
         """Top items for a user seen in training, their own items excluded. `explain=True` adds to
         each the user's items that contributed most to its score (`"because"`; see `explain`)."""
         index = self._user_index(user_id)
-        if explain:
-            self._check_explainable()
         scores = self.recommender.get_score_remove_seen(np.array([index], dtype=np.int64))[0]
         return Recommendations(self._top(scores, cutoff, self._training_profile(index) if explain else None))
 
     def similar_items(self, item_id: Any, cutoff: int = 10) -> Recommendations:
-        """The items most similar to `item_id` in this model, best first: `{"item_id", "similarity"}`.
-
-        Item-item models (KNN, RP3beta, P3alpha, SLIM, DenseSLIM, EDLAE): the item's weights
-        towards other items (what having it adds to their scores; items it has no weight towards
-        are left out). Factor models (IALS, TruncatedSVD, NMF): the cosine of the item factors.
-        Other models (TopPop, user KNN) relate no items: ValidationError.
-        """
+        """The items most similar to `item_id` in this model, best first: `{"item_id", "similarity"}`:
+        its weights towards other items in item-item models (KNN, RP3beta, SLIM...; items it has no
+        weight towards are left out), the cosine of the item factors in factor models (IALS,
+        TruncatedSVD, NMF). ValidationError for models relating no items (TopPop, user KNN)."""
         index = self._item_index(item_id)
         if self._similarity is False:
             self._similarity = ItemSimilarity.of(self.recommender)
@@ -185,16 +180,17 @@ class Recommender:
             return None
         return f"{self.algorithm.name} recommendations cannot be explained: {self.algorithm.unexplainable}."
 
-    def _check_explainable(self) -> None:
-        reason = self.cannot_explain
-        if reason is not None:
-            raise ValidationError(f"Model {self.model.id}: {reason}")
+    def _explainer_or_error(self) -> Any:
+        if self.cannot_explain is not None:
+            raise ValidationError(f"Model {self.model.id}: {self.cannot_explain}")
+        return self._explainer
 
     def _contributions(self, items: np.ndarray, values: np.ndarray, targets: Any) -> np.ndarray:
-        self._check_explainable()
+        """(targets x profile items) contributions to the targets' scores."""
+        explainer = self._explainer_or_error()
         with single_threaded_blas():  # small products and solves: BLAS threads only spin (16x slower under load)
-            return self._explainer(np.asarray(items, dtype=np.int64), np.asarray(values, dtype=np.float64),
-                                   np.asarray(targets, dtype=np.int64))
+            return explainer(np.asarray(items, dtype=np.int64), np.asarray(values, dtype=np.float64),
+                             np.asarray(targets, dtype=np.int64))
 
     def _training_profile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.recommender.X_train_all[index]
@@ -202,14 +198,10 @@ class Recommender:
 
     def explain(self, item_ids: Iterable[Any], user_id: Any = None, profile: Iterable[Any] | None = None) -> pd.DataFrame:
         """How the scores of `item_ids` for a known user (or a new user's `profile` of item ids) split
-        over that user's own items: columns item_id, because_item_id, contribution, share.
-
-        The contributions of an item sum to its explained score (`share` is their part of it):
-        exactly the model's score for item-item models and TruncatedSVD profiles; for IALS the score
-        of the user vector solved in closed form against the item factors, which a vector learnt in
-        training or by the cold-user solve's few CG steps approaches (workbench.algorithms.explain).
-        ValidationError for models whose scores do not split over a profile (`cannot_explain`).
-        """
+        over that user's own items: columns item_id, because_item_id, contribution, share (of the
+        item's explained score, the sum of its contributions: the model's score for item-item models;
+        for IALS the closed-form user solve's, workbench.algorithms.explain). ValidationError for
+        models whose scores do not split over a profile (`cannot_explain` says why)."""
         if (user_id is None) == (profile is None):
             raise ValidationError("explain needs either user_id (a known user) or profile (a list of item ids).")
         items, values = (self._training_profile(self._user_index(user_id)) if user_id is not None
@@ -230,9 +222,13 @@ class Recommender:
         `explain=True` as for `recommend`."""
         (known, ones), unknown = self._new_profile(item_ids)
         if explain:
-            self._check_explainable()
+            self._explainer_or_error()  # says why before scoring
         profile = sps.csr_matrix((ones, known, np.array([0, len(known)])), shape=(1, len(self.item_ids)))
-        scores = self.recommender.get_score_cold_user_remove_seen(profile)[0]
+        try:
+            scores = self.recommender.get_score_cold_user_remove_seen(profile)[0]
+        except NotImplementedError:
+            raise ValidationError(f"Model {self.model.id} ({self.algorithm.name}) cannot score a new user's profile "
+                                  "(irspack has no cold-user scoring for it); recommend(user_id) serves known users.") from None
         return Recommendations(self._top(np.asarray(scores, dtype=np.float64), cutoff, (known, ones) if explain else None),
                                unknown_items=unknown)
 
