@@ -289,7 +289,7 @@ def test_models_compare_activate_download_retrain_and_guarded_delete(lifecycle_w
     app.wait(120)
     assert app.comparison is not None and sorted(app.comparison["model_id"]) == ids
     assert "ndcg@10" in app.comparison_table.value
-    assert len(app.charts.children) == 6  # one chart per metric (at the largest cutoff)
+    assert len(app.charts.children) == 8  # one chart per metric at the largest cutoff: 5 accuracy, coverage, popularity bias, novelty
     assert "ndcg@10" in app.table.frame.columns  # the metrics are saved on the models
 
     app.select(other)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from . import comparison, export, models, recommend, training, tuning
+from . import comparison, export, insight, models, recommend, training, tuning
 from .base import WorkspaceBase
 from .errors import NotFoundError, ValidationError
 from .evaluation import SplitConfig
@@ -57,11 +57,19 @@ class Workspace(WorkspaceBase):
         return models.load_model(self, model_id)
 
     def sample_recommendation(self, model_id: Any, metadata: Any = None, user_id: Any = None,
-                              cutoff: int = 10, seed: int | None = None) -> dict:
+                              cutoff: int = 10, seed: int | None = None, explain: bool = False) -> dict:
         """A (random) user's profile beside their top-N, with item metadata (a record or id, a DataFrame,
-        or True for the project's latest)."""
+        or True for the project's latest); `explain=True`: each recommendation names the user's items
+        it comes from (`Recommender.recommend`)."""
         return recommend.sample_recommendation(self, self.load_model(model_id), metadata=metadata, user_id=user_id,
-                                               cutoff=cutoff, seed=seed)
+                                               cutoff=cutoff, seed=seed, explain=explain)
+
+    def similar_items(self, model_id: Any, item_id: Any, cutoff: int = 10, metadata: Any = None) -> recommend.Recommendations:
+        """The items most similar to `item_id` in a model, best first, with item metadata when given (a
+        record or id, a DataFrame, or True for the project's latest). Item-item weights for KNN,
+        RP3beta and SLIM models, the cosine of item factors for IALS, SVD and NMF; a ValidationError
+        saying why for models that relate no items (TopPop, user KNN)."""
+        return recommend.similar_items(self, self.load_model(model_id), item_id, cutoff=cutoff, metadata=metadata)
 
     def load_active(self, project: Any) -> models.ActiveModel:
         """The project's active model for a long-lived process: each call serves the model active
@@ -118,17 +126,32 @@ class Workspace(WorkspaceBase):
         """One row per tuning job (of a project, or of all), newest first."""
         return tuning.list_tuning_jobs(self, project)
 
+    def tuning_insight(self, tuning_job_id: Any, min_trials: int = insight.MIN_TRIALS) -> insight.TuningInsight:
+        """What a tuning job found out: which parameters mattered for each algorithm (Optuna's fANOVA
+        importance over its completed trials; algorithms with fewer than `min_trials` are listed in
+        `notes` with the reason) and each algorithm's best score against its number of trials.
+        Works on a running job too (the trials so far)."""
+        return insight.tuning_insight(self, tuning_job_id, min_trials=min_trials)
+
     def compare(self, model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
-                split: SplitConfig | dict | None = None) -> pd.DataFrame:
+                split: SplitConfig | dict | None = None, metadata: Any = None, category_column: str = "genres",
+                by: str | None = None, since: Any = None) -> pd.DataFrame:
         """Score models on one shared held-out split of one data set; one row per model, best first.
 
         model_ids: models of one project. training_data: the data to split (default: the first
         model's). cutoffs: the @k of every metric. split: as for `tune`. Each configuration is
         re-fit on the split's training part, so no model is scored on interactions it saw; the
-        metrics are saved on the model records.
+        metrics are saved on the model records. Besides accuracy: coverage, popularity_bias,
+        novelty, and with `metadata` (a record or id, a DataFrame, or True for the project's
+        latest) diversity over the categories in `category_column` ("A|B" lists); their
+        definitions are `workbench.evaluation.METRIC_DEFINITIONS`.
+        by: None; "activity" (light, medium and heavy users: tertiles of training interactions);
+        "new_since" with since= a date (users whose first interaction is on or after it, and the
+        rest). With by, one row per model and segment ("all" first): segment, definition, n_users.
         """
         self.require_writable("compare models (their metrics are saved)")
-        return comparison.compare(self, model_ids, training_data=training_data, cutoffs=cutoffs, split=split)
+        return comparison.compare(self, model_ids, training_data=training_data, cutoffs=cutoffs, split=split,
+                                  metadata=metadata, category_column=category_column, by=by, since=since)
 
 
 def open_workspace(location: str | os.PathLike | None = None, lock_timeout: float | None = None,
