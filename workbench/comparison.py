@@ -122,14 +122,20 @@ def recommended_lists(recommender: Any, split: Split, cutoff: int) -> np.ndarray
 
 def activity_segments(split: Split) -> list[Segment]:
     """Light, medium and heavy validation users: tertiles of their interactions in the split's
-    training part (what the models learn them from). Users with equal counts stay together: each
-    cut goes below or above a tied count, whichever leaves the segment closer to a third."""
+    training part (what the models learn them from)."""
     mine = np.diff(split.X_train.indptr)[split.val_user_indices]
-    low, high = (_cut(mine, share) for share in (1 / 3, 2 / 3))
-    groups = (("light", f"at most {low} training interactions", mine <= low),
-              ("medium", f"{low + 1} to {high} training interactions", (mine > low) & (mine <= high)),
-              ("heavy", f"more than {high} training interactions", mine > high))
-    return [Segment(name, text, np.flatnonzero(mask)) for name, text, mask in groups if mask.any()]
+    return [Segment(name, text, np.flatnonzero(mask)) for name, text, mask in activity_groups(mine)]
+
+
+def activity_groups(counts: np.ndarray, what: str = "training interactions") -> list[tuple[str, str, np.ndarray]]:
+    """("light" | "medium" | "heavy", definition, mask) for the tertiles of users' interaction counts.
+    Users with equal counts stay together: each cut goes below or above a tied count, whichever
+    leaves the segment closer to a third. Empty groups are left out."""
+    low, high = (_cut(counts, share) for share in (1 / 3, 2 / 3))
+    groups = (("light", f"at most {low} {what}", counts <= low),
+              ("medium", f"{low + 1} to {high} {what}", (counts > low) & (counts <= high)),
+              ("heavy", f"more than {high} {what}", counts > high))
+    return [(name, text, mask) for name, text, mask in groups if mask.any()]
 
 
 def _cut(counts: np.ndarray, share: float) -> int:

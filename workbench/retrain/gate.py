@@ -12,7 +12,6 @@ that is how the active model would serve them.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
+from ..comparison import activity_groups
 from ..errors import ValidationError
 from ..recommend import top_n
 
@@ -225,24 +225,11 @@ def bootstrap(old: np.ndarray | None, new: np.ndarray, samples: int = BOOTSTRAP_
     return result
 
 
-def activity_segments(activity: np.ndarray) -> np.ndarray:
-    """'light', 'medium' or 'heavy' per user: tertiles of their interactions before the cut."""
-    low, high = np.quantile(activity, [1 / 3, 2 / 3]) if len(activity) else (0, 0)
-    return np.where(activity <= low, "light", np.where(activity <= high, "medium", "heavy"))
-
-
 def segment_table(holdout: Holdout, scores: dict[str, np.ndarray], metric: str) -> pd.DataFrame:
-    """Mean `metric` per activity segment for each scored model (columns: the roles in `scores`)."""
-    frame = pd.DataFrame({"segment": activity_segments(holdout.activity), "activity": holdout.activity})
-    for role, values in scores.items():
-        frame[role] = values
-    order = [s for s in ("light", "medium", "heavy") if s in set(frame["segment"])]
-    table = frame.groupby("segment").agg(users=("activity", "size"), interactions_before=("activity", "median"),
-                                         **{role: (role, "mean") for role in scores})
-    table = table.loc[order]
-    table.columns = ["users", "median interactions before the cut", *[f"{metric} {role}" for role in scores]]
-    return table
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
+    """Mean `metric` per activity segment (tertiles of interactions before the cut, as `compare` cuts
+    them) for each scored model (columns: the roles in `scores`)."""
+    rows = []
+    for name, definition, mask in activity_groups(holdout.activity, "interactions before the cut"):
+        rows.append({"segment": name, "definition": definition, "users": int(mask.sum()),
+                     **{f"{metric} {role}": float(values[mask].mean()) for role, values in scores.items()}})
+    return pd.DataFrame(rows).set_index("segment")

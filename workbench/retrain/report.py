@@ -72,9 +72,9 @@ class RetrainOutcome:
 
     def headline(self) -> str:
         """One line: what was decided, with the scores."""
-        scores = f"{self.metric} new {_fmt(self.new_score)}"
+        scores = f"{self.metric} new {fmt(self.new_score)}"
         if self.old_model is not None:
-            scores += f" vs active {_fmt(self.old_score)}"
+            scores += f" vs active {fmt(self.old_score)}"
         verb = "activated" if self.activated else "kept the active model; registered"
         if not self.activated and self.old_model is None:
             verb = "registered (no active model)"
@@ -134,7 +134,8 @@ def _json_float(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
+    """A score for people: four decimals, '-' when there is none."""
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
@@ -173,7 +174,7 @@ def comparison_svg(comparison: pd.DataFrame, gate_metric: str | None = None, wid
             w = 0.0 if not math.isfinite(value) else max(plot_w * value / top, 0.0)
             parts.append(f'<rect x="{label_w}" y="{y + j * bar}" width="{w:.1f}" height="{bar - 2}" '
                          f'fill="{colours.get(role, "#6e7781")}"/>'
-                         f'<text x="{label_w + w + 4:.1f}" y="{y + j * bar + bar - 4}">{_fmt(value)}</text>')
+                         f'<text x="{label_w + w + 4:.1f}" y="{y + j * bar + bar - 4}">{fmt(value)}</text>')
             if metric == gate_metric and "low" in comparison and pd.notna(comparison["low"].iloc[j]):
                 x0 = label_w + plot_w * float(comparison["low"].iloc[j]) / top
                 x1 = label_w + plot_w * float(comparison["high"].iloc[j]) / top

@@ -42,7 +42,7 @@ from ..training import fit
 from . import gate
 from .batch import IMPORT_OPTIONS, import_new_data, stats_row
 from .journal import ProjectLock, project_lock, undo_run
-from .report import RetrainOutcome, quiet_progress
+from .report import RetrainOutcome, fmt, quiet_progress
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -56,13 +56,13 @@ def decide(policy: str, new_score: float | None, old_score: float | None, tolera
            metric: str = "score", has_active: bool = True) -> tuple[bool, str]:
     """Whether to activate the new model under `policy`, and why (pure; no catalog)."""
     check_choice("activate", policy, POLICIES)
-    new_text = f"the new model's {metric} is {_fmt(new_score)}"
+    new_text = f"the new model's {metric} is {fmt(new_score)}"
     if policy == "never":
         return False, f"activate='never': the new model is registered but not activated ({new_text})."
     if not has_active:
         return True, f"No model was active, so the new model becomes the active one ({new_text})."
     if policy == "always":
-        return True, f"activate='always' ({new_text}, the active model's {_fmt(old_score)})."
+        return True, f"activate='always' ({new_text}, the active model's {fmt(old_score)})."
     if new_score is None or not math.isfinite(new_score):
         return False, f"The new model has no valid {metric} on the held-out interactions; the active model stays."
     if old_score is None or not math.isfinite(old_score):
@@ -73,10 +73,6 @@ def decide(policy: str, new_score: float | None, old_score: float | None, tolera
     if new_score >= threshold - _FLOAT_SLACK:
         return True, f"The new model is at least as good: {comparison}."
     return False, f"The new model is worse: {comparison}; the active model stays."
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
 def _positive_int(name: str, value: Any) -> int:
