@@ -39,6 +39,7 @@ BENCHMARKS = {
     "tuning": ("bench_tuning.py", ["--datasets", "all", "--trials", "40", "--repeat", "1"], ["--smoke"]),
     "dashboards": ("bench_dashboards.py", ["--runs", "3"], ["--smoke"]),
     "cli": ("bench_cli.py", ["--repeat", "9"], ["--smoke"]),
+    "insight": ("bench_insight.py", ["--repeat", "3"], ["--smoke"]),
 }
 TARGETS = {
     "csr_s": 0.35, "import_speedup": 1.0, "colons_speedup": 10.0, "import_target_rows": 1_000_000,
@@ -508,7 +509,22 @@ def catalog_section(report: Report, res: dict) -> None:
     report.section("The catalog under many processes", "catalog", body)
 
 
-SECTIONS = {"catalog": catalog_section, "import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
+def insight_section(report: Report, res: dict) -> None:
+    rows = []
+    for r in res["explain"]:
+        verdict = report.target(f"explaining a top-10 adds <= {res['target_added_ms']:g} ms p50 ({r['algorithm']}, "
+                                f"{r['call']})", f"{r['added p50 ms']:.2f} ms", f"plain p50 {r['plain p50 ms']:.2f} ms",
+                                r["added p50 ms"] <= res["target_added_ms"])
+        rows.append([r["algorithm"], r["call"], f"{r['plain p50 ms']:.2f}", f"{r['explain p50 ms']:.2f}",
+                     f"{r['added p50 ms']:.2f}", f"{r['per-call added p50 ms']:.2f}", verdict])
+    body = [f"{res['data']}: the same {res['users']} sampled users (and 20-item profiles) recommended a top-10 with "
+            f"and without `explain=True`, alternating which goes first, {res['repeat']} rounds; medians.", ""]
+    body += table(["model", "call", "plain p50 ms", "explained p50 ms", "added p50 ms", "per-call added p50 ms",
+                   "target"], rows)
+    report.section("Explaining recommendations", "insight", body)
+
+
+SECTIONS = {"catalog": catalog_section, "insight": insight_section, "import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
             "tuning": tuning_section, "dashboards": dashboards_section, "cli": cli_section}
 
 

@@ -21,7 +21,8 @@ sys.path.insert(0, str(BENCH))
 import protocol  # noqa: E402
 
 SECTIONS = ["## Machine", "## Targets", "## Import", "## Growth from 1M to 10M interactions, and peak memory",
-            "## train() overhead", "## Recommendations", "## Tuning: the final model on a held-out test set"]
+            "## train() overhead", "## Recommendations", "## Tuning: the final model on a held-out test set",
+            "## The catalog under many processes", "## Explaining recommendations"]
 PLOTS = ["import", "scale_seconds", "scale_memory", "train_overhead", "recommend_all_users", "tuning"]
 
 
@@ -41,7 +42,8 @@ def test_smoke_report_has_every_section_target_and_plot(tmp_path):
     for kind in ["import never slower than the pandas path", "`::` import >= 10x", "fixed cost of an import <= 20 ms",
                  "train() overhead", "single-user top-10 p50", "all users >= 50,000 users/s",
                  "tuning (synthetic): test nDCG@20 >= irspack per-class tuning's",
-                 "no model file the workbench writes is refused by its own reader"] + (
+                 "no model file the workbench writes is refused by its own reader", "catalog soak: no lost write",
+                 "`ws.models()` p99 under the soak", "explaining a top-10 adds <= 2 ms p50"] + (
                      ["preheated first paint"] if browser else []):
         assert kind in targets
     tuning = report.split("## Tuning")[1].split("\n## ")[0]
