@@ -7,9 +7,11 @@ import socket
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -373,3 +375,56 @@ def test_papermill_value_reads_values_like_papermill():
     assert [papermill_value(v) for v in ("True", "False", "None", "3", "0.5", "ndcg", "1e-3")] == \
         [True, False, None, 3, 0.5, "ndcg", 0.001]
 
+
+
+# -- the gate's pieces ----------------------------------------------------------------------------
+
+def test_the_cut_holds_out_days_a_fraction_or_the_newer_half_of_a_new_batch():
+    times = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
+    assert rt.gate.choose_cut(times, "10d")[0] == datetime(2024, 4, 9) - timedelta(days=10)
+    cut, how = rt.gate.choose_cut(times, 0.2)
+    assert (times >= cut).mean() == pytest.approx(0.2, abs=0.011) and "newest 20%" in how
+    cut, how = rt.gate.choose_cut(times, None, batch_start=datetime(2024, 3, 1))  # a batch of 40 rows (40%)
+    assert (times >= cut).sum() == 20 and "newer half of the new batch" in how
+    cut, how = rt.gate.choose_cut(times, None, batch_start=datetime(2024, 1, 5))  # 96%: not a batch, the newest 10%
+    assert (times >= cut).sum() == 10 and "newest 10%" in how
+    for bad in ("soon", 1.5, 0, True):
+        with pytest.raises(ValidationError, match="holdout must be None"):
+            rt.gate.choose_cut(times, bad)
+
+
+class FixedScores:
+    """A recommender whose scores are given: rows are its users, columns its items."""
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, dtype=float)
+
+    def get_score(self, users):
+        return self.scores[users]
+
+    def get_score_cold_user(self, profile):
+        raise NotImplementedError
+
+
+def test_per_user_metrics_match_a_hand_computation():
+    # Items a..e. User x had a before the cut and took c, e after; user y had b, took a.
+    frame = pd.DataFrame({
+        "user_code": [0, 0, 0, 1, 1], "item_code": [0, 2, 4, 1, 0],
+        "time": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-02-02", "2024-01-01", "2024-02-01"]),
+    })
+    users, items = np.array(["x", "y"], dtype=object), np.array(list("abcde"), dtype=object)
+    holdout = rt.gate.make_holdout(frame, users, items, datetime(2024, 1, 15), "test")
+    # The model ranks for x: a (seen, skipped), b, c, d, e -> top-2 b, c: one hit (c) at rank 2.
+    # For y: e, d, c, b (seen), a -> top-2 e, d: no hit. It knows only items a..e in another order.
+    scores = [[9, 8, 7, 6, 5], [1, 2, 3, 4, 5]]
+    metrics = rt.gate.per_user_metrics(FixedScores(scores), users, items, holdout, cutoff=2)
+    assert list(holdout.user_ids) == ["x", "y"]
+    idcg_x = 1 + 1 / np.log2(3)
+    assert metrics["ndcg"] == pytest.approx([(1 / np.log2(3)) / idcg_x, 0.0])
+    assert metrics["recall"] == pytest.approx([0.5, 0.0]) and metrics["hit"] == pytest.approx([1.0, 0.0])
+    assert metrics["precision"] == pytest.approx([0.5, 0.0]) and metrics["map"] == pytest.approx([(1 / 2) / 2, 0.0])
+    # A model that does not know item c and user y: c cannot be recommended, y gets nothing.
+    partial = rt.gate.per_user_metrics(FixedScores([[9, 8, 6, 5]]), users[:1], items[[0, 1, 3, 4]], holdout, cutoff=2)
+    assert partial["hit"] == pytest.approx([0.0, 0.0])  # x's top-2 is b, d
+    interval = rt.gate.bootstrap(metrics["ndcg"], metrics["ndcg"] + 0.1, samples=200)["difference"]
+    assert interval.mean == pytest.approx(0.1) and interval.low == pytest.approx(0.1) == interval.high

@@ -69,17 +69,13 @@ def choose_cut(times: pd.Series, holdout: Any = None, batch_start: datetime | No
     half, which the active model never saw, and both are scored on what came after. Otherwise
     the newest 10% of interactions are held out.
     """
+    check_holdout(holdout)
     times = pd.to_datetime(times)
-    newest = times.max()
-    if isinstance(holdout, str) and _DAYS.match(holdout):
+    if isinstance(holdout, str):
         days = float(_DAYS.match(holdout).group(1))
-        return (newest - timedelta(days=days)).to_pydatetime(), f"the last {days:g} days"
-    if isinstance(holdout, (int, float)) and not isinstance(holdout, bool):
-        if not 0 < holdout < 1:
-            raise ValidationError(f"holdout as a fraction must be between 0 and 1, got {holdout!r}.")
-        return _quantile_cut(times, float(holdout)), f"the newest {holdout:.0%} of interactions"
+        return (times.max() - timedelta(days=days)).to_pydatetime(), f"the last {days:g} days"
     if holdout is not None:
-        raise ValidationError(f"holdout must be None, 'Nd' (days) or a fraction between 0 and 1, got {holdout!r}.")
+        return _quantile_cut(times, float(holdout)), f"the newest {holdout:.0%} of interactions"
     if batch_start is not None:
         batch = times[times >= pd.Timestamp(batch_start)]
         low, high = BATCH_FRACTION_RANGE
@@ -87,6 +83,15 @@ def choose_cut(times: pd.Series, holdout: Any = None, batch_start: datetime | No
             cut = _quantile_cut(batch, 0.5)
             return cut, f"the newer half of the new batch (the batch began {batch_start:%Y-%m-%d %H:%M})"
     return _quantile_cut(times, DEFAULT_FRACTION), f"the newest {DEFAULT_FRACTION:.0%} of interactions"
+
+
+def check_holdout(holdout: Any) -> None:
+    """A ValidationError unless `holdout` is None, "Nd" (days) or a fraction between 0 and 1."""
+    if holdout is None or (isinstance(holdout, str) and _DAYS.match(holdout)):
+        return
+    if isinstance(holdout, (int, float)) and not isinstance(holdout, bool) and 0 < holdout < 1:
+        return
+    raise ValidationError(f"holdout must be None, 'Nd' (days) or a fraction between 0 and 1, got {holdout!r}.")
 
 
 def _quantile_cut(times: pd.Series, fraction: float) -> datetime:

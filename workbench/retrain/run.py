@@ -138,6 +138,7 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
         raise ValidationError(f"tolerance must be a number >= 0, got {tolerance!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32 - 1:
         raise ValidationError(f"seed must be a whole number in [0, 2**32 - 1), got {seed!r}.")
+    gate.check_holdout(holdout)
     if export is not None and not Path(export).parent.is_dir():
         raise ValidationError(f"export {str(export)!r}: the folder {Path(export).parent} does not exist.")
     options = dict(import_options or {})
