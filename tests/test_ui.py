@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import workbench as wb
+from ipywidgets.widgets.widget_description import DescriptionWidget
 from workbench.errors import CatalogBusyError
 from workbench.voila_download import download_url
 from workbench.ui import (
@@ -517,7 +518,7 @@ def test_recommendations_load_the_model_before_any_click_and_answer_a_typed_rand
     app = RecommendationsDashboard(shared)
     assert "active" in app.model.label  # the active model comes first
     app.wait(60)
-    assert app.loader.loaded(app.model.value) is not None and "ready" in app.model_state.value
+    assert app.loader.loaded(app.model.value) is not None and "model loaded" in app.model_state.value
     recommender = app.recommender()
     items = shared.item_metadata_frame(shared.latest_item_metadata("demo"))
     user = str(recommender.user_ids[7])
@@ -581,13 +582,22 @@ def test_a_long_profile_says_how_much_of_it_is_shown(shared):
     assert f"30 of {counts.max():,} items shown" in app.profile_html.value
 
 
-def test_no_dashboard_gives_python_advice(shared):
+def described(widget):
+    """The widgets under `widget` that carry a description label."""
+    found = [widget] if isinstance(widget, DescriptionWidget) else []
+    for child in getattr(widget, "children", ()) or ():
+        found += described(child)
+    return found
+
+
+def test_no_dashboard_gives_python_advice_or_null_tooltips(shared):
     pages = [HomeDashboard(shared), DataDashboard(shared), TuningDashboard(shared), TrainingDashboard(shared),
              ModelsDashboard(shared), RecommendationsDashboard(shared)]
     for app in pages:
         app.wait(60)
         shown = texts(app)
         assert not re.search(r"\bws\.|\bwb\.|recommend_for_profile|inspect_model_file|import workbench", shown), app.name
+        assert [w for w in described(app) if w.tooltip is None] == [], app.name  # drawn as a "null" tooltip
 
 
 # --- shared parts

@@ -9,6 +9,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import traitlets
+from ipywidgets.widgets.widget_description import DescriptionWidget
 
 from .format import describe_error, human_size
 
@@ -68,11 +69,15 @@ class CheckboxGroup(widgets.GridBox):
         if not self._syncing:
             self.value = tuple(option for option, box in self.boxes.items() if box.value)
 
-    @traitlets.observe("value")
-    def _value_changed(self, change: dict) -> None:
-        unknown = [v for v in change["new"] if v not in self.boxes]
+    @traitlets.validate("value")
+    def _valid_value(self, proposal: dict) -> tuple:
+        unknown = [v for v in proposal["value"] if v not in self.boxes]
         if unknown:
             raise traitlets.TraitError(f"not an option: {', '.join(map(str, unknown))}")
+        return tuple(proposal["value"])
+
+    @traitlets.observe("value")
+    def _value_changed(self, change: dict) -> None:
         self._syncing = True
         try:
             for option, box in self.boxes.items():
@@ -100,6 +105,15 @@ class FileChooser(widgets.HBox):
         self.chosen.value = ("<span class='wb-muted wb-file'>no file chosen</span>" if chosen is None else
                              f"<span class='wb-file'>{html.escape(str(chosen.get('name')))} "
                              f"<span class='wb-muted'>({human_size(chosen.get('size'))})</span></span>")
+
+
+def no_null_tooltips(root: widgets.Widget) -> None:
+    """Give every described widget under `root` a tooltip: ipywidgets 8 writes a tooltip of None into
+    the title of the widget's label, which then shows "null" when hovered."""
+    if isinstance(root, DescriptionWidget) and root.tooltip is None:
+        root.tooltip = ""
+    for child in getattr(root, "children", ()) or ():
+        no_null_tooltips(child)
 
 
 def set_options(widget: widgets.Widget, options: list, value: Any = None) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .controls import Outcome, set_options
+from .controls import Outcome, no_null_tooltips, set_options
 from .monitor import JobMonitor
 from .page import NavBar, page_link, request_now, when_requested
 
@@ -78,6 +78,7 @@ class Dashboard(widgets.VBox):
 
     def open_page(self) -> None:
         """Show the catalog's state; in a preheated Voila kernel, switch to what the page asks once one takes it."""
+        no_null_tooltips(self)
         self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
         self.update_links()
         if self._follow_request and self.ws is not None and not self._requested:

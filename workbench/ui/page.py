@@ -58,7 +58,7 @@ table.wb-table td.wb-best { background: #e3f4e5; font-weight: 600; color: #1b5e2
 .wb-card { border: 1px solid #dde; border-radius: 6px; padding: 8px 12px; background: #fcfcff; }
 .wb-log-box { display: flex; flex-direction: column-reverse; max-height: 220px; overflow-y: auto;
   border: 1px solid #eee; }
-.wb-log { font-family: monospace; font-size: 12px; white-space: pre-wrap; margin: 0; padding: 2px 6px; }
+.wb-log { font-family: monospace; font-size: 12px; white-space: pre-wrap; margin: 0; padding: 2px 6px; flex: 0 0 auto; }
 .wb-muted { color: #777; }
 .wb-file { color: #333; margin-left: 8px; }
 .widget-html-content a, .wb-card a, table.wb-table a { color: #1565c0; text-decoration: none; }

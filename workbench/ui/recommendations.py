@@ -177,9 +177,13 @@ class RecommendationsDashboard(Dashboard):
 
     def _model_loaded(self, future: Future) -> None:
         error = future.exception()
-        self.model_state.value = ("<span class='wb-muted'>ready</span>" if error is None else
+        self.model_state.value = ("<span class='wb-muted'>model loaded</span>" if error is None else
                                   f"<span style='color:#b00'>{html.escape(str(error))}</span>")
-        if error is None and self.metadata()[0] is None:
+        if error is not None:
+            return
+        users = future.result().user_ids
+        self.user_id.placeholder = f"e.g. {users[min(41, len(users) - 1)]}" if len(users) else ""
+        if self.metadata()[0] is None:
             self.find_items()  # the item list comes from the model itself
 
     def metadata(self) -> tuple[pd.DataFrame | None, str | None]:

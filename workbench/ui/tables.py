@@ -52,9 +52,12 @@ class DataTable(widgets.VBox):
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="40px"), tooltip="next page")
         self.page_label = widgets.Label()
         self.columns_button = widgets.ToggleButton(description="Columns", icon="columns", value=False,
-                                                   tooltip="choose the columns shown", layout=widgets.Layout(width="100px"))
+                                                   tooltip="choose the columns shown",
+                                                   layout=widgets.Layout(width="100px", display="none"))
         self.column_picker = widgets.VBox(layout=widgets.Layout(display="none"))
         self.picker: CheckboxGroup | None = None
+        self._known: tuple[str, ...] = ()  # the frame's columns the picker knows
+        self._shown: tuple[str, ...] = ()  # of those, the ones on screen
         self.prev_button.on_click(lambda _: self.go(self.page - 1))
         self.next_button.on_click(lambda _: self.go(self.page + 1))
         self._quiet = False
@@ -75,7 +78,7 @@ class DataTable(widgets.VBox):
             self.row_boxes = [widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="28px", min_width="28px"))
                               for _ in range(page_size)]
             self.row_htmls = [widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0")) for _ in range(page_size)]
-            self.rows = [widgets.HBox([box, cell], layout=widgets.Layout(align_items="flex-start", width="100%"))
+            self.rows = [widgets.HBox([box, cell], layout=widgets.Layout(align_items="center", width="100%"))
                          for box, cell in zip(self.row_boxes, self.row_htmls)]
             for row in self.rows:
                 row.add_class("wb-row")
@@ -97,9 +100,9 @@ class DataTable(widgets.VBox):
     @property
     def shown_columns(self) -> list[str]:
         """The columns on screen, in the frame's order."""
-        if self.picker is None:
+        if self.default_columns is None:
             return list(self.frame.columns)
-        return [c for c in self.frame.columns if c in self.picker.value]
+        return [c for c in self.frame.columns if c in self._shown]
 
     def set_frame(self, frame: pd.DataFrame) -> None:
         """Show `frame` (selection kept for the rows still there)."""
@@ -107,7 +110,7 @@ class DataTable(widgets.VBox):
         self.frame.columns = [str(c) for c in self.frame.columns]
         self._search_text = None
         self._best = best_values(self.frame, self.best)
-        self._build_picker()
+        self._track_columns()
         sortable = [c for c in self.frame.columns if c not in self.html_columns]
         options = [("(order)", "")] + [(c, c) for c in sortable]
         current = self.sort_by.value if self.sort_by.value in dict(options).values() else ""
@@ -121,28 +124,39 @@ class DataTable(widgets.VBox):
             self.selected = [k for k in self.selected if k in keys]
         self._refilter(keep_page=True)
 
+    def _track_columns(self) -> None:
+        """New columns of the frame are shown if they are among the defaults; the picker follows."""
+        columns = tuple(self.frame.columns)
+        if self.default_columns is None or columns == self._known:
+            return
+        self._shown = tuple(c for c in columns if c in self._shown or (c in self.default_columns and c not in self._known))
+        self._known = columns
+        self.columns_button.layout.display = "" if columns else "none"
+        if self.picker is not None:
+            self._build_picker()
+
     def _build_picker(self) -> None:
-        columns = list(self.frame.columns)
-        if self.default_columns is None or not columns:
-            self.picker, self.columns_button.layout.display = None, "none"
-            return
-        if self.picker is not None and self.picker.options == tuple(columns):
-            return
-        before = self.picker.options if self.picker is not None else ()
-        shown = set(self.picker.value if self.picker is not None else ())
-        shown |= {c for c in self.default_columns if c not in before}  # new columns: shown if they are defaults
-        self.picker = CheckboxGroup(columns, [c for c in columns if c in shown], column_width="150px")
-        self.picker.observe(lambda _: self.go(self.page), "value")
+        """The checkboxes of the "Columns" panel (built when first opened: most pages never need them)."""
+        self.picker = CheckboxGroup(self._known, self._shown, column_width="150px")
+        self.picker.observe(lambda change: self.show_only(change["new"]), "value")
         self.column_picker.children = [widgets.HTML("<span class='wb-muted'>Columns shown:</span>"), self.picker]
-        self.columns_button.layout.display = ""
 
     def _toggle_picker(self, open_: bool) -> None:
+        if open_ and self.picker is None:
+            self._build_picker()
         self.column_picker.layout.display = "" if open_ else "none"
+
+    def show_only(self, columns: Iterable[str]) -> None:
+        """Show these columns (those the frame has), hide the others."""
+        wanted = set(columns)
+        self._shown = tuple(c for c in self._known if c in wanted)
+        if self.picker is not None and self.picker.value != self._shown:
+            self.picker.value = self._shown
+        self.go(self.page)
 
     def show_columns(self, *columns: str) -> None:
         """Show these columns too (those the frame has)."""
-        if self.picker is not None:
-            self.picker.value = tuple(c for c in self.picker.options if c in self.picker.value or c in columns)
+        self.show_only([*self._shown, *columns])
 
     # --- filtering, sorting, pages
 

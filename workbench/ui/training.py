@@ -58,6 +58,7 @@ class ParamForm(widgets.VBox):
                 hints.append(f"≥ {spec['min']}")
             elif "max" in spec:
                 hints.append(f"≤ {spec['max']}")
+            field.tooltip = "; ".join(hints)
             rows.append(widgets.HBox([field, widgets.HTML(f"<span class='wb-muted'>{html.escape('; '.join(hints))}</span>")]))
         if not rows:
             rows.append(widgets.HTML("<span class='wb-muted'>This algorithm has no parameters.</span>"))
