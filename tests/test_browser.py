@@ -319,8 +319,9 @@ def test_pages_fetch_nothing_from_elsewhere_and_show_their_icons(page, server):
     assert elsewhere == [] and problems == [], elsewhere + problems
 
 
-def test_bench_smoke_measures_a_first_paint():
+def test_bench_smoke_measures_a_first_paint_and_a_first_click():
     bench = Path(__file__).resolve().parents[1] / "bench" / "bench_dashboards.py"
     result = subprocess.run([sys.executable, str(bench), "--smoke"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert re.search(r"^\| home \| \d+\.\d\d \| - \|$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\| first \| \d+\.\d\d \|$", result.stdout, re.MULTILINE), result.stdout  # a Recommend click
