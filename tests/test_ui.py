@@ -424,7 +424,7 @@ def test_models_are_selected_in_the_table_and_the_actions_act_on_the_selection(l
     app = ModelsDashboard(ws)
     assert app.table.selectable and len(app.table.row_boxes) == app.table.page_size
     assert set(app.table.shown_columns) <= {"id", "algorithm", "configuration", "status", "active", "ndcg@10",
-                                            "ndcg@20", "val_ndcg@20", "trained_on", "trained_at", "file", "try"}
+                                            "ndcg@20", "val_ndcg@20", "trained_at", "file", "recommend"}
     assert "n_interactions" in app.table.frame.columns and "n_interactions" not in app.table.shown_columns
     app.table.columns_button.value = True
     app.table.picker.boxes["n_interactions"].value = True  # the rest is a click away
@@ -442,11 +442,13 @@ def test_models_are_selected_in_the_table_and_the_actions_act_on_the_selection(l
     assert app.message.kind == "info"  # the earlier error is gone
     app.wait(120)
     assert app.comparison is not None and sorted(app.comparison["model_id"]) == ids
-    assert "ndcg@10" in app.comparison_table.value and "wb-best" in app.comparison_table.value
+    table = app.comparison_table
+    assert "ndcg@10" in table.frame.columns and "ndcg@10" not in table.shown_columns  # @10 a click away
+    assert "<th>ndcg@20</th>" in table.html.value and "wb-best" in table.html.value
     assert len(app.charts.children) == 6  # one chart per metric (at the largest cutoff)
     chart = app.charts.children[0]
-    assert chart.axes[1].scale.min == 0 and "best #" in chart.title
-    assert sorted(chart.marks[0].colors) == sorted(["#2e7d32", "#90a4ae"])
+    assert chart.axes[1].scale.min == 0 and not chart.axes[1].scale.allow_padding and "best #" in chart.title
+    assert sorted(chart.marks[0].color) == [0.0, 1.0]  # the best bar in its own colour
     assert {"ndcg@10", "ndcg@20", "recall@20"} <= set(app.table.shown_columns)  # the metrics are saved, shown
     assert "wb-best" in "".join(cell.value for cell in app.table.row_htmls)
 

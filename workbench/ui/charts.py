@@ -41,7 +41,9 @@ class BestSoFarChart:
                  width: str = "520px", height: str = "280px") -> None:
         import bqplot as bq
 
-        self.x_scale, self.y_scale = bq.LinearScale(min=0.0, max=5.0), bq.LinearScale(min=0.0, max=1.0)
+        # (no padding: the points would otherwise push the axes below 0)
+        self.x_scale = bq.LinearScale(min=0.0, max=5.0, allow_padding=False)
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
         scales = {"x": self.x_scale, "y": self.y_scale}
         self.line = bq.Lines(x=[], y=[], scales=scales, colors=[LINE], stroke_width=2, interpolation="step-after")
         self.points = bq.Scatter(x=[], y=[], scales=scales, colors=["#9e9e9e"], default_size=16, opacities=[0.7])
@@ -61,9 +63,10 @@ class BestSoFarChart:
         x = list(range(1, len(scores) + 1))
         best = list(np.maximum.accumulate(scores)) if scores else []
         top = int(np.argmax(scores)) if scores else None
+        right = max(len(scores) + 1, 5)  # a trial's mark never sits on the frame
         with self.figure.hold_sync():
-            self.x_scale.max = float(max(len(scores), 5))
-            self.x_axis.tick_values = whole_ticks(0, max(len(scores), 5))
+            self.x_scale.max = float(right)
+            self.x_axis.tick_values = whole_ticks(0, right)
             self.y_scale.max = upper_bound(scores)
             self.points.x, self.points.y = x, scores
             self.line.x, self.line.y = x, best
@@ -78,10 +81,12 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[Any], width: s
 
     y = np.array([0.0 if is_missing(v) else float(v) for v in values], dtype=float)
     best = int(np.argmax(y)) if len(y) else None
-    colors = [BEST if i == best else OTHERS for i in range(len(y))] or [OTHERS]
-    x_scale, y_scale = bq.OrdinalScale(), bq.LinearScale(min=0.0, max=upper_bound(list(y)))
-    bars = bq.Bars(x=list(labels), y=y, scales={"x": x_scale, "y": y_scale}, colors=colors, color_mode="element",
-                   padding=0.25)
+    x_scale = bq.OrdinalScale()
+    y_scale = bq.LinearScale(min=0.0, max=upper_bound(list(y)), allow_padding=False)
+    # one colour per bar through a colour scale (a `colors` list per element draws every bar in the first)
+    shade = bq.ColorScale(colors=[OTHERS, BEST], min=0.0, max=1.0)
+    bars = bq.Bars(x=list(labels), y=y, color=[1.0 if i == best else 0.0 for i in range(len(y))],
+                   scales={"x": x_scale, "y": y_scale, "color": shade}, padding=0.25)
     named = f"{title} · best {labels[best]}" if best is not None and y[best] > 0 else title
     return bq.Figure(
         marks=[bars], title=named,

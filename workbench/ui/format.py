@@ -6,6 +6,7 @@ import html
 import math
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 from ..errors import WorkbenchError
 
 _TAG = re.compile(r"<[^>]*>")
+WIDEST = 20  # characters a column of a fixed-layout table takes before its text wraps
 
 
 def describe_error(error: BaseException) -> str:
@@ -47,7 +49,7 @@ def format_value(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, (int, np.integer)):
         return f"{int(value)}"
-    if isinstance(value, pd.Timestamp):
+    if isinstance(value, (pd.Timestamp, datetime)):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict):
         return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
@@ -101,16 +103,21 @@ def _is_best(value: Any, column: str, best: dict[str, float]) -> bool:
         return False
 
 
-def column_widths(frame: pd.DataFrame, html_columns: Iterable[str] = ()) -> list[float]:
-    """Percent widths for a fixed-layout table: each column's longest text (header included), capped."""
+def text_width(text: str) -> float:
+    """About how many `ch` (widths of a digit) `text` takes in a sans-serif font: capitals are wider."""
+    return sum(1.2 if c.isupper() else 0.9 if c.isalpha() else 1.0 for c in text)
+
+
+def column_widths(frame: pd.DataFrame, html_columns: Iterable[str] = (), cap: int = WIDEST) -> list[int]:
+    """Widths in `ch` for a fixed-layout table: each column fits its longest word (header included)
+    and, up to `cap`, its longest text; longer text wraps."""
     raw = set(html_columns)
-    weights = []
+    widths = []
     for column in frame.columns:
-        texts = [plain_text(str(v)) if column in raw else format_value(v) for v in frame[column]]
-        longest = max([len(str(column))] + [len(t) for t in texts])
-        weights.append(min(max(longest, 3), 28) + 2)
-    total = sum(weights) or 1
-    return [100.0 * w / total for w in weights]
+        texts = [str(column)] + [plain_text(str(v)) if column in raw else format_value(v) for v in frame[column]]
+        word = max(text_width(w) for text in texts for w in (text.split() or [""]))
+        widths.append(math.ceil(max(word, min(max(text_width(t) for t in texts), cap))) + 2)
+    return widths
 
 
 def table_rows(frame: pd.DataFrame, html_columns: Iterable[str] = (), best: dict[str, float] | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from ..errors import ValidationError
 from .charts import bar_chart
 from .controls import section
 from .dashboard import Dashboard
-from .format import html_table, human_size
+from .format import human_size
 from .monitor import JobMonitor
 from .page import anchor
 from .tables import DataTable
@@ -25,7 +25,10 @@ _METRIC = re.compile(r"^(?:val_)?[a-z]+@\d+$")
 METRIC_ORDER = ("ndcg", "map", "recall", "hit", "precision", "coverage")
 # shown at first; the rest (sizes, every other metric, seconds) a click on "Columns" away
 DEFAULT_COLUMNS = ["id", "algorithm", "configuration", "status", "active", "ndcg@10", "ndcg@20", "val_ndcg@20",
-                   "trained_on", "trained_at", "file", "try"]
+                   "trained_at", "file", "recommend"]
+COMPARISON_METRICS = [f"{metric}@{cutoff}" for cutoff in CUTOFFS for metric in METRIC_ORDER]
+COMPARISON_COLUMNS = ["model_id", "algorithm", "configuration",
+                      *(f"{metric}@{max(CUTOFFS)}" for metric in METRIC_ORDER), "fit_seconds"]
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -47,7 +50,7 @@ class ModelsDashboard(Dashboard):
         super().__init__(ws, project, model)
         w, L = widgets, widgets.Layout
         self.table = DataTable(page_size=15, empty="No model in this project yet: train one in Tuning or Training.",
-                               columns=DEFAULT_COLUMNS, html_columns={"file", "try"}, selectable=True, key="id")
+                               columns=DEFAULT_COLUMNS, html_columns={"file", "recommend"}, selectable=True, key="id")
         self.table.on_select = lambda _: self._selection_changed()
         self.selection_label = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=L(width="100px"))
@@ -73,7 +76,8 @@ class ModelsDashboard(Dashboard):
         self.monitor = JobMonitor()
         self.monitor.on_error = self.message.error
         self.retrained = w.HTML()
-        self.comparison_table = w.HTML()
+        self.comparison_table = DataTable(page_size=20, empty="Tick models and press Compare.", searchable=False,
+                                          columns=COMPARISON_COLUMNS, best=COMPARISON_METRICS)
         self.charts = w.Box(layout=L(display="flex", flex_flow="row wrap"))
         self.comparison: pd.DataFrame | None = None
         self.frame = pd.DataFrame()
@@ -95,7 +99,7 @@ class ModelsDashboard(Dashboard):
         return self.table.selected[0] if len(self.table.selected) == 1 else None
 
     def on_project_change(self) -> None:
-        self.comparison_table.value = ""
+        self.comparison_table.set_frame(pd.DataFrame())
         self.charts.children = []
         self.table.select()
         self.refresh()
@@ -136,7 +140,7 @@ class ModelsDashboard(Dashboard):
         ready = frame["status"].eq("SUCCESS").tolist()
         view["file"] = [download_link(int(i), name, size) if ok else ""
                         for i, name, size, ok in zip(frame["id"], frame["basename"], frame["filesize"], ready)]
-        view["try"] = [anchor(self.link("recommendations", int(i)), "recommend") if ok else ""
+        view["recommend"] = [anchor(self.link("recommendations", int(i)), "try") if ok else ""
                        for i, ok in zip(frame["id"], ready)]
         return view
 
@@ -242,9 +246,8 @@ class ModelsDashboard(Dashboard):
         """The comparison table and one bar chart per metric (at the largest cutoff; the table has all),
         the best of each highlighted."""
         self.comparison = frame
-        metrics = [c for c in frame.columns if _METRIC.match(str(c))]
-        self.comparison_table.value = html_table(frame, best=metrics)
+        self.comparison_table.set_frame(frame)
         labels = [f"#{int(m)} {a}" for m, a in zip(frame["model_id"], frame["algorithm"])]
         cutoff = max(CUTOFFS)
         self.charts.children = [bar_chart(column, labels, frame[column].tolist())
-                                for column in metrics if str(column).endswith(f"@{cutoff}")]
+                                for column in frame.columns if _METRIC.match(str(column)) and column.endswith(f"@{cutoff}")]

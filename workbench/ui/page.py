@@ -45,6 +45,7 @@ table.wb-table th { background: #f0f3f7; text-align: left; padding: 4px 8px; bor
 table.wb-table td { padding: 3px 8px; border-bottom: 1px solid #eee; vertical-align: top; white-space: normal;
   overflow-wrap: anywhere; }
 table.wb-fixed { table-layout: fixed; margin: 0; }
+.wb-cells > .widget-html-content { flex: 1 1 auto; min-width: 0; }
 table.wb-fixed th, table.wb-fixed td { overflow: hidden; }
 .wb-card table.wb-table { width: auto; }
 .wb-card table.wb-table td { max-width: 640px; }

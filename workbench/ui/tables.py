@@ -75,9 +75,12 @@ class DataTable(widgets.VBox):
                                             layout=widgets.Layout(width="28px", min_width="28px"))
             self.all_box.observe(lambda change: self._select_all(change["new"]), "value")
             self.head_html = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
+            self.head_html.add_class("wb-cells")
             self.row_boxes = [widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="28px", min_width="28px"))
                               for _ in range(page_size)]
             self.row_htmls = [widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0")) for _ in range(page_size)]
+            for cell in self.row_htmls:
+                cell.add_class("wb-cells")
             self.rows = [widgets.HBox([box, cell], layout=widgets.Layout(align_items="center", width="100%"))
                          for box, cell in zip(self.row_boxes, self.row_htmls)]
             for row in self.rows:
@@ -205,9 +208,11 @@ class DataTable(widgets.VBox):
 
     def _show_rows(self, rows: pd.DataFrame, shown: pd.DataFrame) -> None:
         self.rows_box.layout.display = "" if len(self.frame) else "none"
+        # Every row is a table of its own: the same widths (in characters) keep the columns aligned.
         widths = column_widths(shown, self.html_columns) if len(shown.columns) else []
-        colgroup = "<colgroup>" + "".join(f"<col style='width:{w:.1f}%'>" for w in widths) + "</colgroup>"
-        self.head_html.value = f"<table class='wb-table wb-fixed'>{colgroup}<thead>{table_head(shown.columns)}</thead></table>"
+        colgroup = "<colgroup>" + "".join(f"<col style='width:{w}ch'>" for w in widths) + "</colgroup>"
+        fixed = f"<table class='wb-table wb-fixed' style='width:min({sum(widths)}ch, 100%)'>"
+        self.head_html.value = f"{fixed}{colgroup}<thead>{table_head(shown.columns)}</thead></table>"
         lines = table_rows(shown, self.html_columns, self._best)
         keys = rows[self.key].tolist() if self.key in rows.columns else []
         self._page_keys = keys
@@ -219,7 +224,7 @@ class DataTable(widgets.VBox):
                 if not visible:
                     continue
                 box.value = keys[position] in self.selected
-                cell.value = f"<table class='wb-table wb-fixed'>{colgroup}<tbody>{lines[position]}</tbody></table>"
+                cell.value = f"{fixed}{colgroup}<tbody>{lines[position]}</tbody></table>"
                 if box.value:
                     row.add_class("wb-selected")
                 else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
 import ipywidgets as widgets
@@ -101,19 +100,24 @@ def download_link(model_id: int, basename: Any, filesize: Any) -> str:
             f"title='download the signed model file'>⬇ {name} ({human_size(filesize)})</a>")
 
 
+CARD_METRICS = ("ndcg@10", "ndcg@20", "recall@20", "coverage@20")  # the scores a model's card shows
+
+
 def model_card(model: TrainedModel, links: str = "") -> str:
-    """A trained model's record (HTML): statistics, held-out scores, its file and `links` (HTML)."""
+    """A trained model's record (HTML): statistics, key held-out scores, its file and `links` (HTML)."""
+    metrics = model.metrics or {}
     fields = {
         "id": model.id, "status": model.status, "algorithm": model.algorithm,
         "configuration": f"#{model.configuration_id} {model.configuration}",
-        "params": json.dumps(model.params, default=str),
+        "params": model.params,
         "trained on": f"training data #{model.training_data_id}",
-        **(model.metrics or {}),
-        "n_users": model.n_users, "n_items": model.n_items, "n_interactions": model.n_interactions,
+        **{name: value for name, value in metrics.items() if name in CARD_METRICS or name.startswith("val_")},
+        "users × items": f"{model.n_users or 0:,} × {model.n_items or 0:,}",
+        "interactions": f"{model.n_interactions or 0:,}",
         "train_seconds": model.train_seconds,
         **(model.stats or {}),
         "file": download_link(model.id, model.basename, model.filesize) if model.status == "SUCCESS" else "",
-        "irspack_version": model.irspack_version, "trained_at": model.ins_datetime,
+        "trained_at": model.ins_datetime,
     }
     card = record_card(f"Model #{model.id}", fields, html_fields={"file"})
     return card + (f"<div style='margin-top:6px'>{links}</div>" if links else "")
@@ -143,7 +147,7 @@ class TrainingDashboard(Dashboard):
         self.new_box = w.VBox([w.HBox([self.algorithm, self.algorithm_info]), self.config_name, self.form_box])
         self.data = w.Dropdown(description="Training data", options=[], layout=L(width="560px"),
                                style={"description_width": "100px"})
-        self.evaluate = w.Checkbox(value=True, indent=False,
+        self.evaluate = w.Checkbox(value=True, indent=False, layout=L(width="auto"),
                                    description="Score it on a held-out split first (training takes about twice as long)")
         self.start_button = w.Button(description="Start Training", icon="play", button_style="primary",
                                      layout=L(width="160px"))
