@@ -16,8 +16,9 @@ for the preheated dashboards to run), and Home's paint in a new browser opened r
 "First click" opens Recommendations as Home's link does (`?project=demo`), types a user id the moment
 the page has painted and clicks Recommend: seconds until that user's top-N is on screen, with a
 DenseSLIM model of 64 MiB active (4,000 x 4,000 demo; the small one in --smoke). The page loads its
-model in the background when it opens, so the click should find it in memory (target <= 0.5 s);
-baselines: a second click on the same page right after, and a fresh process loading that model.
+model in the background when it opens, so the click should find it in memory: target, the first
+click within 0.1 s of a second click on the same page right after (the baseline); also shown, the
+seconds a fresh process takes to load that model (what a click would add without preloading).
 """
 
 from __future__ import annotations
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     first = statistics.median(c[0] for c in clicks)
     second = statistics.median(c[1] for c in clicks)
     print(f"\nRecommendations, Recommend clicked as soon as the page painted, active model of {model_size / 2**20:.1f} MiB "
-          f"(median of {runs}; target first <= 0.5 s)\n")
+          f"(median of {runs}; target: first within 0.1 s of second)\n")
     print("| click | seconds |")
     print("|---|---:|")
     print(f"| first | {first:.2f} |")

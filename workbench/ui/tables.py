@@ -76,19 +76,11 @@ class DataTable(widgets.VBox):
             self.all_box.observe(lambda change: self._select_all(change["new"]), "value")
             self.head_html = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
             self.head_html.add_class("wb-cells")
-            self.row_boxes = [widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="28px", min_width="28px"))
-                              for _ in range(page_size)]
-            self.row_htmls = [widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0")) for _ in range(page_size)]
-            for cell in self.row_htmls:
-                cell.add_class("wb-cells")
-            self.rows = [widgets.HBox([box, cell], layout=widgets.Layout(align_items="center", width="100%"))
-                         for box, cell in zip(self.row_boxes, self.row_htmls)]
-            for row in self.rows:
-                row.add_class("wb-row")
-            for position, box in enumerate(self.row_boxes):
-                box.observe(lambda change, position=position: self._box_changed(position, change["new"]), "value")
-            self.rows_box.children = [widgets.HBox([self.all_box, self.head_html], layout=widgets.Layout(width="100%")),
-                                      *self.rows]
+            self.head = widgets.HBox([self.all_box, self.head_html], layout=widgets.Layout(width="100%"))
+        # a checkbox and the cells of each row shown, made as rows are first needed (most tables are short)
+        self.rows: list[widgets.HBox] = []
+        self.row_boxes: list[widgets.Checkbox] = []
+        self.row_htmls: list[widgets.HTML] = []
         super().__init__([self.html, self.rows_box, widgets.HBox([self.controls, self.columns_button],
                                                                  layout=widgets.Layout(justify_content="space-between")),
                           self.column_picker], **kwargs)
@@ -142,7 +134,7 @@ class DataTable(widgets.VBox):
         """The checkboxes of the "Columns" panel (built when first opened: most pages never need them)."""
         self.picker = CheckboxGroup(self._known, self._shown, column_width="150px")
         self.picker.observe(lambda change: self.show_only(change["new"]), "value")
-        self.column_picker.children = [widgets.HTML("<span class='wb-muted'>Columns shown:</span>"), self.picker]
+        self.column_picker.children = [widgets.HTML("<span class='wb-muted'>Columns shown:</span>", tooltip=""), self.picker]
 
     def _toggle_picker(self, open_: bool) -> None:
         if open_ and self.picker is None:
@@ -206,8 +198,26 @@ class DataTable(widgets.VBox):
 
     # --- selection
 
+    def _add_rows(self, count: int) -> None:
+        """Make row widgets until there are `count`."""
+        while len(self.rows) < count:
+            position = len(self.rows)
+            box = widgets.Checkbox(value=False, indent=False, tooltip="select this row",
+                                   layout=widgets.Layout(width="28px", min_width="28px"))
+            box.observe(lambda change, position=position: self._box_changed(position, change["new"]), "value")
+            cell = widgets.HTML(tooltip="", layout=widgets.Layout(flex="1 1 auto", min_width="0"))
+            cell.add_class("wb-cells")
+            row = widgets.HBox([box, cell], layout=widgets.Layout(align_items="center", width="100%"))
+            row.add_class("wb-row")
+            self.row_boxes.append(box)
+            self.row_htmls.append(cell)
+            self.rows.append(row)
+        if len(self.rows_box.children) != len(self.rows) + 1:
+            self.rows_box.children = [self.head, *self.rows]
+
     def _show_rows(self, rows: pd.DataFrame, shown: pd.DataFrame) -> None:
         self.rows_box.layout.display = "" if len(self.frame) else "none"
+        self._add_rows(len(rows))
         # Every row is a table of its own: the same widths (in characters) keep the columns aligned.
         widths = column_widths(shown, self.html_columns) if len(shown.columns) else []
         colgroup = "<colgroup>" + "".join(f"<col style='width:{w}ch'>" for w in widths) + "</colgroup>"

@@ -12,7 +12,7 @@ from .. import algorithms
 from ..errors import ValidationError
 from ..records import TrainedModel
 from ..voila_download import download_url
-from .controls import section, set_options
+from .controls import no_null_tooltips, section, set_options
 from .dashboard import Dashboard
 from .format import human_size, is_missing, record_card
 from .monitor import JobMonitor
@@ -203,6 +203,7 @@ class TrainingDashboard(Dashboard):
 
     def _build_form(self) -> None:
         self.form = ParamForm(self.algorithm.value)
+        no_null_tooltips(self.form)
         self.form_box.children = [self.form]
         self.algorithm_info.value = f"<span class='wb-muted'>{html.escape(self.form.algorithm.description)}</span>"
 
