@@ -173,7 +173,7 @@ def phase(roles: list[str], home: Path, seconds: float, folder: Path) -> dict:
             "lost": lost_writes(home, results)}
 
 
-def soak(idle_seconds: float, soak_seconds: float, work: Path) -> dict:
+def soak(idle_seconds: float, soak_seconds: float, work: Path, roles: list[str]) -> dict:
     import workbench as wb
     from workbench.demo import create_demo_project
 
@@ -186,8 +186,7 @@ def soak(idle_seconds: float, soak_seconds: float, work: Path) -> dict:
     ws.train(ws.create_configuration("demo", "TopPop"), data)
     load_before = os.getloadavg()[0]
     idle = phase(["poller", "poller", "progress"], home, idle_seconds, work)
-    loaded = phase(["poller", "poller", "progress", "importer", "trainer", "activator", "tuner", "retrain"],
-                   home, soak_seconds, work)
+    loaded = phase(roles, home, soak_seconds, work)
     return {"idle": idle, "soak": loaded, "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
@@ -296,10 +295,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         engine_worker(args.engine, args.home, args.worker, args.cycles, str(args.out))
         return None
     if args.smoke:
-        args.idle_seconds, args.soak_seconds, args.engine_processes, args.engine_cycles = 4.0, 12.0, 2, 10
+        args.idle_seconds, args.soak_seconds, args.engine_processes, args.engine_cycles = 3.0, 8.0, 2, 5
     with tempfile.TemporaryDirectory(prefix="bench-catalog-", dir=args.work) as scratch:
         work = Path(scratch)
-        results = {"smoke": args.smoke, "soak": soak(args.idle_seconds, args.soak_seconds, work),
+        roles = ["poller", "poller", "progress", "importer", "trainer", "activator", "tuner"]
+        roles += [] if args.smoke else ["retrain"]  # a Papermill run outlasts a smoke soak
+        results = {"smoke": args.smoke, "soak": soak(args.idle_seconds, args.soak_seconds, work, roles),
                    "engines": engines(args.engine_processes, args.engine_cycles, work)}
     for name in ("idle", "soak"):
         part = results["soak"][name]

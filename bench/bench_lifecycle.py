@@ -8,7 +8,9 @@ Every comparison is against a baseline measured in the same run:
   irspack `learn()` on the same matrix; target overhead <= 10% + 0.5 s;
 - `recommend()` one user top-10 p50/p99 on a 10.7k-item model; target p50 <= 1 ms;
 - `recommend_many()` all users top-10 on 70k x 10.7k; target >= 50k users/s, against irspack's
-  own `IDMapper.recommend_for_known_user_batch`.
+  own `IDMapper.recommend_for_known_user_batch`;
+- `export_recommendations()` of the active model, every user's top-10 to Parquet, CSV and DuckDB,
+  end to end (file written and renamed into place), in users/s beside `recommend_many()`.
 """
 
 from __future__ import annotations
@@ -121,6 +123,16 @@ def bench_recommend(ws, project, frame: pd.DataFrame, n_single: int, params: dic
         mapper.recommend_for_known_user_batch(recommender.recommender, all_users, cutoff=10)
         theirs.append(time.perf_counter() - started)
     ours_s, theirs_s = median(ours), median(theirs)
+    ws.activate(model.id)
+    exports = {}
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as out:
+        for suffix in (".parquet", ".csv", ".duckdb"):
+            seconds = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                ws.export_recommendations(project, Path(out) / f"recs{suffix}", cutoff=10)
+                seconds.append(time.perf_counter() - started)
+            exports[suffix.lstrip(".")] = n_users / median(seconds)
     return {
         "users": n_users, "items": len(recommender.item_ids), "factors": params["n_components"],
         "single p50 ms": 1000 * float(np.percentile(latencies, 50)),
@@ -128,6 +140,7 @@ def bench_recommend(ws, project, frame: pd.DataFrame, n_single: int, params: dic
         "all users s": ours_s, "users/s": n_users / ours_s,
         "irspack IDMapper users/s": n_users / theirs_s, "speed-up": theirs_s / ours_s,
         "gemm_gflops": gemm_gflops(n_users, params["n_components"], len(recommender.item_ids)),
+        **{f"export {kind} users/s": rate for kind, rate in exports.items()},
     }
 
 

@@ -32,15 +32,18 @@ LIBRARIES = ("irspack", "duckdb", "numpy", "scipy", "pandas", "pyarrow", "optuna
              "bqplot", "scikit-learn", "playwright", "matplotlib")
 # name -> (script, arguments of the full run, arguments of the smoke run)
 BENCHMARKS = {
+    "catalog": ("bench_catalog.py", [], ["--smoke"]),
     "import": ("bench_import.py", ["--sizes", "1000000,10000000", "--repeat", "5"], ["--smoke"]),
     "scale": ("bench_scale.py", ["--sizes", "1000000,3000000,10000000", "--repeat", "3"], ["--smoke"]),
     "lifecycle": ("bench_lifecycle.py", ["--repeat", "3"], ["--smoke"]),
-    "tuning": ("bench_tuning.py", ["--datasets", "ml-100k", "--repeat", "3"], ["--smoke"]),
+    "tuning": ("bench_tuning.py", ["--datasets", "all", "--trials", "40", "--repeat", "1"], ["--smoke"]),
     "dashboards": ("bench_dashboards.py", ["--runs", "3"], ["--smoke"]),
     "cli": ("bench_cli.py", ["--repeat", "9"], ["--smoke"]),
+    "insight": ("bench_insight.py", ["--repeat", "3"], ["--smoke"]),
 }
 TARGETS = {
-    "csr_s": 0.35, "import_speedup": 1.0, "colons_speedup": 10.0, "tuning_wall_ratio": 0.5,
+    "csr_s": 0.35, "import_speedup": 1.0, "colons_speedup": 10.0, "import_target_rows": 1_000_000,
+    "fixed_import_ms": 20.0, "tuning_wall_ratio": 0.25, "tuning_peak_ratio": 0.5, "catalog_p99_s": 0.25,
     "p50_ms": 1.0, "users_per_s": 50_000, "first_paint_s": 1.0, "models_usable_s": 1.0, "cli_s": 0.5,
     "first_click_extra_s": 0.1,
 }
@@ -105,8 +108,8 @@ def machine() -> dict:
 class Report:
     """Markdown sections, the target table and the plots of one report."""
 
-    def __init__(self, out: Path, results: dict, runs: dict) -> None:
-        self.out, self.results, self.runs = out, results, runs
+    def __init__(self, out: Path, results: dict, runs: dict, smoke: bool) -> None:
+        self.out, self.results, self.runs, self.smoke = out, results, runs, smoke
         self.targets: list[tuple[str, str, str, bool]] = []  # (target, measured, baseline, passed)
         self.sections: list[str] = []
         (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -164,15 +167,16 @@ def table(columns: list[str], rows: list[list]) -> list[str]:
 def import_section(report: Report, res: dict) -> None:
     rows, body = [], []
     for r in res["imports"]:
-        verdict = ""
-        if r["format"] == "`::`":
-            verdict = report.target(f"`::` import >= {TARGETS['colons_speedup']:g}x the pandas path ({r['case']})",
-                                    f"{r['import_s']:.2f} s", f"{r['pandas_s']:.2f} s ({r['speedup']:.1f}x)",
-                                    r["speedup"] >= TARGETS["colons_speedup"])
-        else:
-            verdict = report.target(f"import never slower than the pandas path ({r['case']})",
-                                    f"{r['import_s']:.3f} s", f"{r['pandas_s']:.3f} s ({r['speedup']:.2f}x)",
-                                    r["speedup"] >= TARGETS["import_speedup"])
+        verdict = "-"  # files under 1M rows: the fixed cost below is what a user feels there
+        if r["rows"] >= TARGETS["import_target_rows"] or (report.smoke and r["case"].startswith("synthetic")):
+            if r["format"] == "`::`":
+                verdict = report.target(f"`::` import >= {TARGETS['colons_speedup']:g}x the pandas path ({r['case']})",
+                                        f"{r['import_s']:.2f} s", f"{r['pandas_s']:.2f} s ({r['speedup']:.1f}x)",
+                                        r["speedup"] >= TARGETS["colons_speedup"])
+            else:
+                verdict = report.target(f"import never slower than the pandas path ({r['case']})",
+                                        f"{r['import_s']:.3f} s", f"{r['pandas_s']:.3f} s ({r['speedup']:.2f}x)",
+                                        r["speedup"] >= TARGETS["import_speedup"])
         note = "" if r["pandas_runs"] == r["runs"] else f" ({r['pandas_runs']} run: slower than 20 s)"
         rows.append([r["case"], f"{r['rows']:,}", f"{r['import_s']:.3f} ({r['import_cpu_s']:.2f})",
                      f"{r['rows'] / r['import_s']:,.0f}", f"{r['pandas_s']:.3f} ({r['pandas_cpu_s']:.2f}){note}",
@@ -180,7 +184,9 @@ def import_section(report: Report, res: dict) -> None:
     body += [f"`build_interaction_snapshot` (DuckDB sniffs the file, Arrow's CSV reader or DuckDB reads it; ids encoded; rows sorted; fingerprinted "
              f"Parquet snapshot written) against `pandas.read_csv` (C engine; the python engine for `::`) or "
              f"`read_parquet`, then `irspack.df_to_sparse`. Wall seconds, median of {res['repeat']} runs; the two "
-             f"take turns, after one uncounted warm-up run each (CPU seconds of all threads in brackets).", ""]
+             f"take turns, after one uncounted warm-up run each (CPU seconds of all threads in brackets). Files under "
+             f"{TARGETS['import_target_rows']:,} rows carry no target against pandas: a few milliseconds either way "
+             f"are the fixed cost of an import, which has its own target below.", ""]
     body += table(["data", "rows", "import s (CPU s)", "rows/s", "pandas + df_to_sparse s (CPU s)", "speed-up",
                    "target"], rows)
     labels = [r["case"] for r in res["imports"]]
@@ -188,6 +194,17 @@ def import_section(report: Report, res: dict) -> None:
         ax, labels, {"workbench import": [r["import_s"] for r in res["imports"]],
                      "pandas + df_to_sparse": [r["pandas_s"] for r in res["imports"]]}, "seconds (log)", log=True)), ""]
     body += import_misses(res["imports"])
+    fixed = res.get("fixed")
+    if fixed:
+        verdict = report.target(f"fixed cost of an import <= {TARGETS['fixed_import_ms']:g} ms "
+                                f"({fixed['rows']}-row CSV through the workspace)", f"{fixed['import_ms']:.1f} ms",
+                                f"snapshot alone {fixed['snapshot_ms']:.1f} ms",
+                                fixed["import_ms"] <= TARGETS["fixed_import_ms"])
+        body += [f"Fixed cost of an import: `Workspace.import_training_data` of a {fixed['rows']}-row CSV into a fresh "
+                 f"project, median of {fixed['runs']} runs: {fixed['import_ms']:.1f} ms ({fixed['import_cpu_ms']:.1f} ms "
+                 f"CPU): {verdict}. Of it, `build_interaction_snapshot` alone (open, sniff, read, encode, sort, write "
+                 f"the snapshot) takes {fixed['snapshot_ms']:.1f} ms; the rest is the catalog's reads and writes. At a few "
+                 f"million rows per second, the rows themselves cost well under 0.1 ms.", ""]
     csr = res.get("csr")
     if csr:
         full = csr["rows"] >= 10_000_000
@@ -288,7 +305,10 @@ def lifecycle_section(report: Report, res: dict) -> None:
         ["single user p50", f"{r['single p50 ms']:.3f} ms", "-", p50],
         ["single user p99", f"{r['single p99 ms']:.3f} ms", "-", "-"],
         ["all users", f"{r['users/s']:,.0f} users/s ({r['all users s']:.2f} s)",
-         f"{r['irspack IDMapper users/s']:,.0f} users/s (irspack IDMapper)", many]])
+         f"{r['irspack IDMapper users/s']:,.0f} users/s (irspack IDMapper)", many]]
+        + [[f"export to {kind} (file included)", f"{r[f'export {kind} users/s']:,.0f} users/s",
+            f"{r['users/s']:,.0f} users/s (recommend_many alone)", "-"]
+           for kind in ("parquet", "csv", "duckdb") if f"export {kind} users/s" in r])
     if r.get("gemm_gflops"):
         per_user = 2 * r["factors"] * r["items"]
         body += [f"Ceiling arithmetic: scoring one user is {per_user / 1e6:.2f} MFLOP ({r['factors']} x {r['items']:,} "
@@ -302,36 +322,101 @@ def lifecycle_section(report: Report, res: dict) -> None:
 
 
 def tuning_section(report: Report, res: dict) -> None:
-    rows = res["rows"]
-    body = [f"{res['trials']} trials each, nDCG@20 on a random split holding out 10% of each user's interactions, "
-            f"the same six algorithms; each system in its own process, timed from start to a trained model of the "
-            f"best configuration; medians of {res['repeat']} runs (systems take turns).", ""]
-    peers = {(r["dataset"], r["system"]): r for r in rows}
-    table_rows = []
-    for r in rows:
-        peer = peers.get((r["dataset"], "recotem"))
-        verdict = "-"
-        if peer and r["system"] == "workbench":
-            ratio = r["wall_s"] / peer["wall_s"]
-            passed = r["best_score"] >= peer["best_score"] and ratio <= TARGETS["tuning_wall_ratio"]
-            verdict = report.target(f"tuning ({r['dataset']}): at least Recotem's quality in <= 0.5x its wall time",
-                                    f"{r['best_score']:.4f} in {r['wall_s']:.1f} s",
-                                    f"Recotem {peer['best_score']:.4f} in {peer['wall_s']:.1f} s ({ratio:.2f}x)", passed)
-        vs = f"{r['wall_s'] / peer['wall_s']:.2f}x" if peer else "-"
-        table_rows.append([r["dataset"], r["system"], f"{r['best_score']:.4f}",
-                           ", ".join(f"{s:.4f}" for s in r["scores"]), r["best_algorithm"], f"{r['wall_s']:.1f}",
-                           f"{r['cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", vs, verdict])
-    body += table(["dataset", "system", "best nDCG@20", "every run", "best algorithm", "wall s", "CPU s",
-                   "peak RSS MB", "wall vs Recotem", "target"], table_rows)
-    labels = [f"{r['dataset']} {r['system']}" for r in rows]
+    rows, p = res["rows"], res["protocol"]
+    body = [f"What a user gets. One fixed test split per dataset ({p['test_ratio']:.0%} of the interactions of every user "
+            f"with >= {p['test_min_interactions']}, numpy seed {p['test_seed']}) that no system sees. Each system, in its "
+            f"own process, tunes on the rest ({', '.join(p['algorithms'])}; {res['trials']} trials; nDCG@{p['cutoff']} on its "
+            f"own random validation split holding out {p['validation']['heldout_ratio']:.0%}, seed "
+            f"{p['validation']['seed']}), trains its best configuration on all of the rest and writes its model file: "
+            f"that process is timed (wall and CPU seconds; peak MB: VmHWM of its process tree). Its model file is then "
+            f"loaded by the system's own reader, which lists the top-{p['cutoff']} of every test user (training items "
+            f"excluded), and one evaluator (irspack's metrics, binary relevance) scores every system's lists. The "
+            f"validation score is each system's best trial on its own split: selection-biased, shown for reference. "
+            f"Medians of {res['repeat']} round(s); systems take turns.", ""]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = {r["system"]: r for r in rows if r["dataset"] == dataset}
+        split = res["splits"][dataset]
+        body += [f"### {dataset}", "", f"{split['users']:,} users x {split['items']:,} items: {split['rest']:,} "
+                 f"interactions to tune and train on, {split['test']:,} held out for {split['test_users']:,} test users.", ""]
+        body += table(["system", "test nDCG@20", "test recall@20", "test hit@20", "validation nDCG@20 (own split)",
+                       "wall s", "CPU s", "peak MB", "chosen algorithm", "model file MB"],
+                      [[name, _score(r, "ndcg@20") + _every_run(r), _score(r, "recall@20"), _score(r, "hit@20"),
+                        _score(r, "validation_ndcg"), f"{r['wall_s']:,.1f}", f"{r['cpu_s']:,.1f}", f"{r['peak_mb']:,.0f}",
+                        ", ".join(dict.fromkeys(r["algorithms"])), _megabytes(r.get("model_file_mb"))]
+                       for name, r in mine.items()])
+        chosen = [f"- {name} chose {r['algorithms'][-1]}: " + ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
+                  for name, r in mine.items() if r.get("params")]
+        body += chosen + [""] if chosen else []
+        body += tuning_targets(report, dataset, mine)
+    body += tuning_loader_target(report, res["runs"])
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    found = {(r["dataset"], r["system"]): r.get("ndcg@20") or 0.0 for r in rows}
+    body += [report.plot("tuning", lambda ax: bars(
+        ax, datasets, {s: [found.get((d, s), 0.0) for d in datasets] for s in systems}, "test nDCG@20")), ""]
+    report.section("Tuning: the final model on a held-out test set", "tuning", body)
 
-    def draw(ax):
-        bars(ax, labels, {"wall seconds (label: best nDCG@20)": [r["wall_s"] for r in rows]}, "wall seconds")
-        for i, r in enumerate(rows):
-            ax.annotate(f"{r['best_score']:.4f}", (i, r["wall_s"]), ha="center", va="bottom", fontsize=8)
 
-    body += [report.plot("tuning", draw), ""]
-    report.section("Tuning at an equal trial budget", "tuning", body)
+def _score(row: dict, key: str) -> str:
+    return "-" if row.get(key) is None else f"{row[key]:.4f}"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _megabytes(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _every_run(row: dict) -> str:
+    runs = row["test_ndcg_runs"]
+    return "" if len(runs) < 2 else " (" + ", ".join("-" if v is None else f"{v:.4f}" for v in runs) + ")"
+
+
+def tuning_targets(report: Report, dataset: str, mine: dict) -> list[str]:
+    """The targets of one dataset: test quality against each baseline, time and memory against Recotem's."""
+    ours = mine.get("workbench")
+    if not ours:
+        return []
+    lines = []
+    for peer_name, label in (("recotem", "Recotem"), ("irspack", "irspack per-class tuning")):
+        peer = mine.get(peer_name)
+        if peer:
+            passed = None not in (ours["ndcg@20"], peer["ndcg@20"]) and ours["ndcg@20"] >= peer["ndcg@20"]
+            verdict = report.target(f"tuning ({dataset}): test nDCG@20 >= {label}'s", _score(ours, "ndcg@20"),
+                                    f"{label} {_score(peer, 'ndcg@20')}", passed)
+            lines.append(f"- test nDCG@20 >= {label}'s: {verdict}")
+    peer = mine.get("recotem")
+    if peer:
+        for key, unit, limit, what in (("wall_s", "s", TARGETS["tuning_wall_ratio"], "wall time"),
+                                       ("peak_mb", "MB", TARGETS["tuning_peak_ratio"], "peak memory")):
+            ratio = ours[key] / peer[key]
+            verdict = report.target(f"tuning ({dataset}): {what} <= {limit:g}x Recotem's", f"{ours[key]:,.1f} {unit}",
+                                    f"Recotem {peer[key]:,.1f} {unit} ({ratio:.2f}x)", ratio <= limit)
+            lines.append(f"- {what} <= {limit:g}x Recotem's: {ratio:.2f}x, {verdict}")
+    return lines + [""]
+
+
+def tuning_loader_target(report: Report, runs: list[dict]) -> list[str]:
+    """Every final model file the workbench wrote loads with `load_model`; Recotem's refusals beside it."""
+    ours = [r for r in runs if r["system"] == "workbench"]
+    if not ours:
+        return []
+    loaded = sum(r["model_loaded"] for r in ours)
+    theirs = [r for r in runs if r["system"] == "recotem"]
+    refused = [r for r in theirs if not r["model_loaded"]]
+    baseline = (f"Recotem: {len(refused)} of {len(theirs)} refused by its own reader"
+                + "".join(f"; {r['dataset']} ({r.get('model_file_mb') or 0:,.0f} MB): {r['loader'].get('refused')}"
+                          for r in refused)) if theirs else "-"
+    verdict = report.target("no model file the workbench writes is refused by its own reader (final models, "
+                            "`load_model`)", f"{loaded} of {len(ours)} loaded", baseline, loaded == len(ours))
+    lines = [f"Model files: {loaded} of {len(ours)} final workbench models loaded with `load_model`: {verdict}."]
+    if refused:
+        lines.append(f"Recotem's reader (`read_artifact` under its default 512 MiB cap, as `recotem serve`) refused "
+                     f"{len(refused)} of its {len(theirs)} artifacts; those were scored after asking the same reader again "
+                     f"with the cap at Recotem's maximum (16 GiB), as RECOTEM_MAX_PAYLOAD_BYTES would set it.")
+    return lines + [""]
 
 
 def dashboards_section(report: Report, res: dict) -> None:
@@ -416,7 +501,53 @@ def cli_section(report: Report, res: dict) -> None:
     report.section("Command line: help and argument errors", "cli", body)
 
 
-SECTIONS = {"import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
+def catalog_section(report: Report, res: dict) -> None:
+    soak = res["soak"]
+    idle, loaded = soak["idle"], soak["soak"]
+    quiet = soak["load_before"] < 1.5
+    rows = []
+    for what, label in (("models", "`ws.models()`"), ("progress_write", "one job-progress write")):
+        i, s_ = idle["latency"].get(what, {}), loaded["latency"].get(what, {})
+        if not s_.get("p99"):
+            continue
+        bound = TARGETS["catalog_p99_s"] if quiet else max(TARGETS["catalog_p99_s"], 5 * i["p99"])
+        verdict = report.target(
+            f"{label} p99 under the soak <= {TARGETS['catalog_p99_s']} s (quiet) or <= 5x idle p99 (loaded)",
+            f"{s_['p99']:.3f} s", f"idle p99 {i['p99']:.3f} s (load {soak['load_before']:.1f})", s_["p99"] <= bound)
+        rows.append([label, f"{i['p50'] * 1000:.1f} / {i['p99'] * 1000:.1f} / {i['max'] * 1000:.1f}",
+                     f"{s_['p50'] * 1000:.1f} / {s_['p99'] * 1000:.1f} / {s_['max'] * 1000:.1f}", verdict])
+    errors = report.target("catalog soak: no error", str(len(loaded["errors"])), "-", not loaded["errors"])
+    lost = report.target("catalog soak: no lost write", str(len(loaded["lost"])), "-", not loaded["lost"])
+    body = [f"Idle: {', '.join(idle['roles'])} for {idle['seconds']:g} s. Soak: {', '.join(loaded['roles'])} for "
+            f"{loaded['seconds']:g} s, each role in its own process on one workspace; operations: "
+            + ", ".join(f"{n} {k}" for k, n in loaded["operations"].items()) + ".", ""]
+    body += table(["latency", "idle p50 / p99 / max (ms)", "soak p50 / p99 / max (ms)", "target"], rows)
+    body += table(["soak", "count", "target"], [["errors", len(loaded["errors"]), errors],
+                                              ["lost writes", len(loaded["lost"]), lost]])
+    body += ["The engines the catalog could be built on, on issue 15's workload (processes x cycles of connect, "
+             "BEGIN, INSERT, SELECT, COMMIT, close on one file):", ""]
+    body += table(["engine", "rows kept", "errors", "wall s", "CPU s"],
+                  [[r["engine"], f"{r['kept']}/{r['expected']}", r["errors"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}"]
+                   for r in res["engines"]])
+    report.section("The catalog under many processes", "catalog", body)
+
+
+def insight_section(report: Report, res: dict) -> None:
+    rows = []
+    for r in res["explain"]:
+        verdict = report.target(f"explaining a top-10 adds <= {res['target_added_ms']:g} ms p50 ({r['algorithm']}, "
+                                f"{r['call']})", f"{r['added p50 ms']:.2f} ms", f"plain p50 {r['plain p50 ms']:.2f} ms",
+                                r["added p50 ms"] <= res["target_added_ms"])
+        rows.append([r["algorithm"], r["call"], f"{r['plain p50 ms']:.2f}", f"{r['explain p50 ms']:.2f}",
+                     f"{r['added p50 ms']:.2f}", f"{r['per-call added p50 ms']:.2f}", verdict])
+    body = [f"{res['data']}: the same {res['users']} sampled users (and 20-item profiles) recommended a top-10 with "
+            f"and without `explain=True`, alternating which goes first, {res['repeat']} rounds; medians.", ""]
+    body += table(["model", "call", "plain p50 ms", "explained p50 ms", "added p50 ms", "per-call added p50 ms",
+                   "target"], rows)
+    report.section("Explaining recommendations", "insight", body)
+
+
+SECTIONS = {"catalog": catalog_section, "insight": insight_section, "import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
             "tuning": tuning_section, "dashboards": dashboards_section, "cli": cli_section}
 
 
@@ -428,7 +559,7 @@ def render(out: Path) -> Path:
                for name in BENCHMARKS if (results_dir / f"{name}.json").exists()}
     runs = {name: json.loads((results_dir / f"{name}.run.json").read_text())
             for name in BENCHMARKS if (results_dir / f"{name}.run.json").exists()}
-    report = Report(out, results, runs)
+    report = Report(out, results, runs, smoke)
     for name, res in results.items():
         SECTIONS[name](report, res)
     missed = sum(not passed for *_, passed in report.targets)

@@ -7,6 +7,7 @@ before and after.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 
 import workbench as wb
-from workbench.errors import NotFoundError, ValidationError, WorkbenchError
+from workbench.errors import ModelFileError, NotFoundError, ValidationError, WorkbenchError
+from workbench.retrain import retrain
 
 from conftest import clustered_interactions, item_table
 
@@ -202,7 +204,32 @@ CASES = [
      "already exists"),
     ("an empty user column", lambda c: c.ws.create_project("fresh", " ", "item_id"), ValidationError,
      "user_column must be a non-empty column name"),
+    ("a name with a trailing newline", lambda c: c.ws.create_project("demo\n", "user_id", "item_id"), ValidationError,
+     "is not allowed"),
+    ("a project name of digits", lambda c: c.ws.create_project("2024", "user_id", "item_id"), ValidationError,
+     "only digits"),
+    # -- ids that only look like a known one
+    *[(f"user id {value!r} for text ids", (lambda v: lambda c: c.recommender.recommend(v))(value), WorkbenchError, "")
+      for value in [1, 1.0, True, None]],
+    ("a profile given as text", lambda c: c.recommender.recommend_for_profile("i1"), ValidationError,
+     "A profile is a list of item ids"),
+    # -- model files that are not files
+    ("a FIFO as a model file", lambda c: c.ws.inspect_model_file(_fifo(c.root)), ModelFileError, "is a FIFO, not a model file"),
+    # -- delivery and retraining options
+    ("export to an unknown format", lambda c: c.ws.export_recommendations("shop", c.root / "recs.xlsx", model=c.model.id),
+     ValidationError, "the suffix sets the format"),
+    ("export of a project with no active model", lambda c: c.ws.export_recommendations("shop", c.root / "recs.csv"),
+     NotFoundError, "no active model"),
+    ("retrain with a bad holdout", lambda c: retrain(c.ws, "shop", holdout="fortnight", activate="never"),
+     ValidationError, "holdout must be None"),
 ]
+
+
+def _fifo(root: Path) -> Path:
+    path = root / "model.fifo"
+    if not path.exists():
+        os.mkfifo(path)
+    return path
 
 
 def _params():

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from workbench.cli import kernel_ipython_dir
 from test_ui import SMALL_DEMO, build_demo_home
 
+from workbench.cli import kernel_ipython_dir
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
+from workbench.dashboards import DASHBOARD_NAMES as DASHBOARDS
 
 
 def test_every_dashboard_has_a_thin_notebook():

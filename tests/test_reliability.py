@@ -125,7 +125,7 @@ def test_an_import_killed_mid_write_leaves_no_visible_snapshot(workspace, projec
     marker = tmp_path / "marker"
     child = run_child(IMPORT_CHILD, workspace.home, source, marker, what)
     try:
-        wait_for(marker.exists, 120, "the import to start writing its snapshot")
+        wait_for(lambda: marker.exists() and marker.read_text(), 120, "the import to start writing its snapshot")
     finally:
         kill(child)
     assert catalog_rows(workspace) == rows

@@ -22,14 +22,13 @@ from urllib.parse import quote
 
 import psutil
 import pytest
+from test_ui import SMALL_DEMO, build_demo_home
 
 import workbench as wb
 from workbench.cli import kernel_ipython_dir, voila_command
+from workbench.dashboards import DASHBOARD_NAMES as DASHBOARDS
 from workbench.voila_download import download_url
 
-from test_ui import SMALL_DEMO, build_demo_home
-
-DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
 READY = "Rec Workbench dashboards: "
 
 

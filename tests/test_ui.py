@@ -445,7 +445,7 @@ def test_models_are_selected_in_the_table_and_the_actions_act_on_the_selection(l
     table = app.comparison_table
     assert "ndcg@10" in table.frame.columns and "ndcg@10" not in table.shown_columns  # @10 a click away
     assert "<th>ndcg@20</th>" in table.html.value and "wb-best" in table.html.value
-    assert len(app.charts.children) == 6  # one chart per metric (at the largest cutoff)
+    assert len(app.charts.children) == 8  # one chart per metric at the largest cutoff: 5 accuracy, coverage, popularity bias, novelty
     chart = app.charts.children[0]
     assert chart.axes[1].scale.min == 0 and not chart.axes[1].scale.allow_padding and "best #" in chart.title
     assert sorted(chart.marks[0].color) == [0.0, 1.0]  # the best bar in its own colour

@@ -23,6 +23,7 @@ from .recovery import write_project_file
 from .signing import ENV_VAR, KeyRing
 from .store import Catalog, disk_errors
 
+
 class WorkspaceBase:
     """A catalog with its snapshots, model files and signing keys, all under one home folder.
 

@@ -47,6 +47,39 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """One user's top-N as JSON lines, or every user's to a file (the active model unless --model)."""
+    if args.all == (args.user is not None):
+        raise ValidationError("Give either --user ID or --all --out PATH.")
+    if args.all and not args.out:
+        raise ValidationError("--all writes a file: give --out PATH (.parquet, .csv or .duckdb).")
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if args.all:
+        from .export import FORMATS
+
+        out = Path(args.out)
+        if out.suffix.lower() not in FORMATS:
+            raise ValidationError(f"--out {args.out!r}: the suffix sets the format: {', '.join(sorted(FORMATS))}.")
+        if not out.parent.is_dir():
+            raise ValidationError(f"--out {args.out!r}: the folder {out.parent} does not exist.")
+    ws = _workspace(args)
+    if args.all:
+        def progress(done: int, total: int) -> None:
+            print(f"\r{done:,} of {total:,} users ({done / max(total, 1):.0%})", end="", file=sys.stderr, flush=True)
+
+        path = ws.export_recommendations(args.project, args.out, cutoff=args.cutoff, columns=columns,
+                                         model=args.model, progress=progress)
+        print(file=sys.stderr)
+        print(path)
+        return 0
+    model = ws.model(args.model) if args.model is not None else ws.active_model(args.project)
+    if model is None:
+        raise ValidationError(f"Project {args.project!r} has no active model; pass --model ID.")
+    for row in ws.load_model(model.id).recommend(args.user, cutoff=args.cutoff):
+        print(json.dumps(row, default=str))
+    return 0
+
+
 def voila_command(host: str, port: int, notebooks: Path = NOTEBOOKS, preheat: bool = True, token: bool = True,
                   options: Sequence[str] = ()) -> list[str]:
     """The command that serves the dashboards: workbench.voila_server (Voila serving only the six
@@ -352,6 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
 
+    recommend = commands.add_parser(
+        "recommend", help="a user's recommendations, or every user's written to a file for production",
+        description="With --user: one known user's top-N (JSON lines). With --all --out PATH: every known user's "
+                    "top-N from the project's active model (or --model), written atomically to a .parquet, .csv or "
+                    ".duckdb file that records the model id, data fingerprint and time.",
+    )
+    recommend.add_argument("--project", required=True, help="the project's name")
+    recommend.add_argument("--user", help="a user id")
+    recommend.add_argument("--all", action="store_true", help="every known user (with --out)")
+    recommend.add_argument("--out", help="where --all writes: .parquet, .csv or .duckdb")
+    recommend.add_argument("--cutoff", type=_positive_int, default=10, help="items per user (default 10)")
+    recommend.add_argument("--columns", help="item metadata columns to add, comma-separated (e.g. title,genres)")
+    recommend.add_argument("--model", type=_positive_int, help="a model id of the project (default: the active model)")
+    recommend.set_defaults(func=cmd_recommend)
+
     info = commands.add_parser("info", help="show the catalog and its projects")
     info.set_defaults(func=cmd_info)
 
@@ -389,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retrain.add_argument("--project", help="the project's name (same as -p project NAME)")
     retrain.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                         help="a notebook parameter (new_data, append, mode, n_trials, timeout, activate, tolerance, "
-                              "metric, cutoff, seed); values are read as papermill does: True/False/None, numbers, text")
+                         help="a notebook parameter (new_data, append, mode, n_trials, timeout, holdout, activate, "
+                              "tolerance, metric, cutoff, seed, export); values are read as papermill does: "
+                              "True/False/None, numbers, text")
     retrain.add_argument("--output", help="where to write the report notebook (default: HOME/runs/...)")
     retrain.add_argument("--kernel", help="Jupyter kernel name (default: one that runs this Python)")
     retrain.add_argument("--notebook", help=argparse.SUPPRESS)

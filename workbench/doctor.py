@@ -41,16 +41,14 @@ from . import jobs
 from .errors import ModelFileError, UnknownKeyError, WorkbenchError
 from .models import forget_cached
 from .recovery import write_active_model
-from .signing import inspect_model_file
-from .store import utc_now
+from .data.snapshots import SNAPSHOT_FILES, TEMP_PREFIX
+from .signing import TEMP_FILE, inspect_model_file
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
 DEFAULT_STALE_AFTER = 600.0  # seconds: younger temp files and unreferenced snapshots may belong to a live writer
-SNAPSHOT_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "snapshot.json")
-_MODEL_TEMP = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")  # signing.write_model_file, signing._create_key_file
-_SNAPSHOT_TEMP = re.compile(r"^\.tmp-(?:(\d+)-)?")  # data._publish / build_metadata_snapshot (mkdtemp, mkstemp)
+_SNAPSHOT_TEMP = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?:(\d+)-)?")  # data's unfinished snapshots
 _RETRAIN_SCRATCH = ".retrain-batch-"
 
 
@@ -311,13 +309,8 @@ class _Doctor:
             )
             if self.repair:
                 reason = "No process ever started this job (found by workbench doctor)."
-                self.ws.catalog.execute(
-                    "UPDATE jobs SET status = 'FAILURE', error = ?, finished_at = ? "
-                    "WHERE id = ? AND status = 'PENDING' AND pid IS NULL", [reason, utc_now(), job["id"]])
-                self.ws.catalog.execute(
-                    "UPDATE models SET status = 'FAILURE' WHERE job_id = ? AND status IN ('PENDING', 'RUNNING')",
-                    [job["id"]])
-                finding.repaired = "marked FAILURE"
+                ended = jobs.finish_job(self.ws.catalog, job["id"], jobs.FAILURE, reason, never_started=True)
+                finding.repaired = "marked FAILURE" if ended else "a worker took it meanwhile"
 
     # ------------------------------------------------------------------------------- signing
 
@@ -399,7 +392,7 @@ class _Doctor:
         entries = sorted(p for folder in self.model_folders() for d in folder.iterdir() if d.is_dir() for p in d.iterdir())
         files = 0
         for path in entries:
-            temp = _MODEL_TEMP.match(path.name)
+            temp = TEMP_FILE.match(path.name)
             if temp:
                 if self.stale(path, int(temp.group(1))):
                     finding = self.report.add("temp file", self.rel(path),
@@ -484,7 +477,7 @@ class _Doctor:
                     self.remove(path)
                     finding.repaired = "removed"
         for path in sorted(ws.key_file.parent.glob(f".{ws.key_file.name}.tmp-*")) if ws.key_file.parent.is_dir() else []:
-            temp = _MODEL_TEMP.match(path.name)
+            temp = TEMP_FILE.match(path.name)
             if temp and self.stale(path, int(temp.group(1))):
                 finding = self.report.add("temp file", self.rel(path), "an unfinished signing key file")
                 if self.repair:

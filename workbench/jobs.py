@@ -26,6 +26,8 @@ import pandas as pd
 import psutil
 
 from .errors import JobFailedError, WorkbenchError
+from .polling import StillWaiting, poll_until
+from .signing import TEMP_FILE
 from .store import Catalog, utc_now
 
 if TYPE_CHECKING:
@@ -157,20 +159,28 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def finish_job(catalog: Catalog, job_id: int, status: str, reason: str) -> None:
-    """End a job as FAILURE or CANCELLED, together with the models and tuning it produced."""
+def finish_job(catalog: Catalog, job_id: int, status: str, reason: str, never_started: bool = False) -> bool:
+    """End a job as FAILURE or CANCELLED, together with the models it was producing; whether it did.
 
-    def work(con) -> None:
-        con.execute(
-            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+    never_started: only a job still PENDING with no process (a stale request), so a worker that
+    takes it meanwhile is not overruled.
+    """
+
+    def work(con) -> bool:
+        guard = " AND status = 'PENDING' AND pid IS NULL" if never_started else ""
+        changed = con.execute(
+            f"UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?{guard}",
             [status, reason, utc_now().isoformat(sep=" "), job_id],
-        )
+        ).rowcount
+        if not changed:
+            return False
         con.execute(
             "UPDATE models SET status = 'FAILURE' WHERE job_id = ? AND status IN ('PENDING', 'RUNNING')",
             [job_id],
         )
+        return True
 
-    catalog.run(work)
+    return catalog.run(work)
 
 
 def start_worker(catalog: Catalog, job_id: int) -> int:
@@ -224,8 +234,10 @@ def reap_dead_jobs(catalog: Catalog, models_dir: Path | None = None) -> list[int
     for job in dead:
         finish_job(catalog, job["id"], FAILURE, f"The worker process {job['pid']} died.")
         if models_dir is not None and Path(models_dir).exists():
-            for temp in Path(models_dir).glob(f"*/.*.tmp-{job['pid']}-*"):
-                temp.unlink(missing_ok=True)
+            for temp in Path(models_dir).glob("*/.*"):
+                match = TEMP_FILE.match(temp.name)
+                if match and int(match.group(1)) == job["pid"]:
+                    temp.unlink(missing_ok=True)
             # A worker killed between renaming its model file into place and recording it leaves a
             # complete file of a model that is now FAILURE: remove it (as training does in-process).
             failed = catalog.query(
@@ -293,14 +305,15 @@ class Job:
         self.workspace.catalog.update("jobs", self.id, {"cancel_requested": True})
 
     def wait(self, timeout: float | None = None, poll: float = 0.2, raise_on_failure: bool = True) -> "Job":
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        """Wait until the job ends (TimeoutError after `timeout` s); JobFailedError if it did not succeed."""
+        def finished() -> dict | None:
             record = self.record
-            if record["status"] in FINISHED:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Job {self.id} is still {record['status']} after {timeout} s.")
-            time.sleep(poll)
+            return record if record["status"] in FINISHED else None
+
+        try:
+            record = poll_until(finished, timeout, poll)
+        except StillWaiting:
+            raise TimeoutError(f"Job {self.id} is still {self.status} after {timeout} s.") from None
         if raise_on_failure and record["status"] != SUCCESS:
             raise JobFailedError(f"Job {self.id} ended {record['status']}: {record['error']}")
         return self
@@ -315,10 +328,12 @@ class Job:
             return HTML(self._repr_html_() + f"<div style='font-family:monospace;font-size:90%'>{log}</div>")
 
         handle = display(view(), display_id=True)
-        while self.status not in FINISHED:
-            time.sleep(poll)
+
+        def ended() -> bool:
             handle.update(view())
-        handle.update(view())
+            return self.status in FINISHED
+
+        poll_until(ended, None, poll)
         return self.wait()
 
     def _repr_html_(self) -> str:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 from .errors import CatalogBusyError, CatalogDamagedError
+from .polling import StillWaiting, poll_until
 from .store import MIGRATIONS, PATH_COLUMNS, TABLES, Catalog, encode_value
 
 LEGACY_SUFFIX = ".pre-sqlite"
@@ -55,18 +55,19 @@ def _read_legacy(legacy: Path, timeout: float) -> tuple[dict[str, tuple[list[str
     """Every row of every catalog table, and the last id each table's sequence handed out."""
     import duckdb
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def connect():
         try:
-            con = duckdb.connect(str(legacy), read_only=True)
-            break
+            return duckdb.connect(str(legacy), read_only=True)
         except duckdb.Error as error:
             if "lock" not in str(error).lower():
                 raise CatalogDamagedError(f"The old catalog {legacy} cannot be read for conversion ({error}).") from error
-            if time.monotonic() > deadline:
-                raise CatalogBusyError(f"The old catalog {legacy} stayed locked by another process: stop the "
-                                       "workbench processes of the old version, then open it again.") from error
-            time.sleep(0.2)
+            return None
+
+    try:
+        con = poll_until(connect, timeout)
+    except StillWaiting:
+        raise CatalogBusyError(f"The old catalog {legacy} stayed locked by another process: stop the "
+                               "workbench processes of the old version, then open it again.") from None
     try:
         present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         rows = {}

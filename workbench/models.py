@@ -132,6 +132,42 @@ def load_model(ws: "WorkspaceBase", ref: Any) -> Recommender:
     return recommender
 
 
+class ActiveModel:
+    """A project's active model as it is now, for long-lived processes (a dashboard kernel, a service).
+
+    Each call first reads which model is active (one indexed catalog read) and loads a newly
+    activated one before answering, so an activation elsewhere is picked up without a restart.
+    Every `Recommender` method is available: `recommend`, `recommend_for_profile`, `recommend_many`...
+    """
+
+    def __init__(self, ws: "WorkspaceBase", project: Any) -> None:
+        self._ws = ws
+        self._project = ws.project(project)
+        self._current: Recommender | None = None
+
+    def current(self) -> Recommender:
+        """The loaded active model, reloaded if another model was activated since the last call."""
+        rows = self._ws.catalog.query("SELECT active_model_id FROM projects WHERE id = ?", [self._project.id])
+        active = rows[0]["active_model_id"] if rows else None
+        if active is None:
+            raise NotFoundError(f"Project {self._project.name!r} has no active model.")
+        if self._current is None or self._current.model.id != active:
+            self._current = load_model(self._ws, active)
+        return self._current
+
+    @property
+    def model_id(self) -> int:
+        return self.current().model.id
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.current(), name)
+
+    def __repr__(self) -> str:
+        return f"<ActiveModel of project {self._project.name!r}>"
+
+
 def forget_cached(path: str) -> None:
     """Drop a model file's loaded recommender from this process's cache."""
     with _cache_lock:

@@ -1,4 +1,5 @@
-"""Recommendations from a loaded model: known users, new-user profiles, batches, samples."""
+"""Recommendations from a loaded model: known users, new-user profiles, batches, samples, similar
+items, and explanations (which of the user's own items a recommendation comes from)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import scipy.sparse as sps
 
 from .algorithms import algorithm_of, get_algorithm
 from .errors import ModelFileError, NotFoundError, ValidationError
+from .explanations import ItemSimilarity, because, because_text, contributions_frame
 from .threads import single_threaded_blas
 
 if TYPE_CHECKING:
@@ -27,12 +29,18 @@ SLICE_ROWS = 64  # 64 x 10k float32 scores stay in cache
 FACTOR_BLOCK = 2048  # users per score-and-select block of a factor model (one GEMM per step)
 FACTOR_HEAD = 512  # largest-norm items scored for every user (they bound the rest)
 FACTOR_CHUNK = 256  # item columns per step of the pruned scan
+EXPLAIN_TOP = 3  # profile items named in each recommendation's explanation ("because")
 _WORKERS = min(os.cpu_count() or 1, 4)
 _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="top-n")
 
 
 class Recommendations(list):
-    """A list of `{"item_id", "score"}` dicts; `unknown_items` lists profile ids the model ignored."""
+    """A list of `{"item_id", "score"}` dicts; `unknown_items` lists profile ids the model ignored.
+
+    Explained recommendations (`explain=True`) also hold `"because"`: the user's own items that
+    contributed most to the score, each `{"item_id", "contribution", "share"}` (share of
+    `"explained_score"`, the sum of all the profile's contributions; see `Recommender.explain`).
+    """
 
     def __init__(self, rows: Iterable[dict], unknown_items: list | None = None) -> None:
         super().__init__(rows)
@@ -43,7 +51,10 @@ class Recommendations(list):
 
     def _repr_html_(self) -> str:
         note = (f"<p>Ignored unknown items: {html.escape(str(self.unknown_items))}</p>" if self.unknown_items else "")
-        return note + self.to_frame().to_html(index=False)
+        frame = self.to_frame()
+        if "because" in frame:
+            frame["because"] = frame["because"].map(because_text)
+        return note + frame.to_html(index=False)
 
 
 class _IdIndex:
@@ -94,7 +105,10 @@ class Recommender:
         self.item_ids = np.asarray(item_ids)
         self._users = _IdIndex(self.user_ids, "user")
         self._items = _IdIndex(self.item_ids, "item")
+        self.algorithm = get_algorithm(header["algorithm"])
         self._factors: _FactorIndex | None | bool = False  # False: not looked at yet
+        self._similarity: ItemSimilarity | None | bool = False
+        self._explainer: Any = False
         self._id_arrays: dict[str, Any] = {}
 
     @classmethod
@@ -118,23 +132,108 @@ class Recommender:
             )
         return index
 
-    def _top(self, scores: np.ndarray, cutoff: int) -> list[dict]:
-        _, items, values = top_n(np.asarray(scores)[None, :], _check_cutoff(cutoff))
-        return [{"item_id": _plain(self.item_ids[i]), "score": float(v)} for i, v in zip(items, values)]
+    def _item_index(self, item_id: Any) -> int:
+        index = self._items.get(item_id)
+        if index is None:
+            raise NotFoundError(f"Item {item_id!r} is not in model {self.model.id}'s training data.")
+        return index
 
-    def recommend(self, user_id: Any, cutoff: int = 10) -> Recommendations:
-        """Top items for a user seen in training, their own items excluded."""
+    def _top(self, scores: np.ndarray, cutoff: int, profile: tuple | None = None) -> list[dict]:
+        """The best items of a score row; with `profile` (its item indices and values), each
+        explained by the profile items that contributed most."""
+        _, items, values = top_n(np.asarray(scores)[None, :], _check_cutoff(cutoff))
+        rows = [{"item_id": _plain(self.item_ids[i]), "score": float(v)} for i, v in zip(items, values)]
+        if profile is not None:
+            parts = self._contributions(*profile, items)
+            for row, (total, top) in zip(rows, because(parts, self.item_ids[profile[0]].tolist(), EXPLAIN_TOP)):
+                row.update(explained_score=total, because=top)
+        return rows
+
+    def recommend(self, user_id: Any, cutoff: int = 10, explain: bool = False) -> Recommendations:
+        """Top items for a user seen in training, their own items excluded. `explain=True` adds to
+        each the user's items that contributed most to its score (`"because"`; see `explain`)."""
         index = self._user_index(user_id)
         scores = self.recommender.get_score_remove_seen(np.array([index], dtype=np.int64))[0]
-        return Recommendations(self._top(scores, cutoff))
+        return Recommendations(self._top(scores, cutoff, self._training_profile(index) if explain else None))
+
+    def similar_items(self, item_id: Any, cutoff: int = 10) -> Recommendations:
+        """The items most similar to `item_id` in this model, best first: `{"item_id", "similarity"}`:
+        its weights towards other items in item-item models (KNN, RP3beta, SLIM...; items it has no
+        weight towards are left out), the cosine of the item factors in factor models (IALS,
+        TruncatedSVD, NMF). ValidationError for models relating no items (TopPop, user KNN)."""
+        index = self._item_index(item_id)
+        if self._similarity is False:
+            self._similarity = ItemSimilarity.of(self.recommender)
+        if self._similarity is None:
+            raise ValidationError(
+                f"Model {self.model.id} ({self.algorithm.name}: {self.algorithm.description}) keeps neither "
+                "item-item weights nor item factors, so it has no notion of similar items.")
+        _, items, values = top_n(self._similarity.row(index)[None, :], _check_cutoff(cutoff))
+        return Recommendations({"item_id": _plain(self.item_ids[i]), "similarity": float(v)} for i, v in zip(items, values))
+
+    @property
+    def cannot_explain(self) -> str | None:
+        """Why this model's recommendations cannot be explained (None when they can)."""
+        if self._explainer is False:
+            self._explainer = self.algorithm.explainer(self.recommender)
+        if self._explainer is not None:
+            return None
+        return f"{self.algorithm.name} recommendations cannot be explained: {self.algorithm.unexplainable}."
+
+    def _explainer_or_error(self) -> Any:
+        if self.cannot_explain is not None:
+            raise ValidationError(f"Model {self.model.id}: {self.cannot_explain}")
+        return self._explainer
+
+    def _contributions(self, items: np.ndarray, values: np.ndarray, targets: Any) -> np.ndarray:
+        """(targets x profile items) contributions to the targets' scores."""
+        explainer = self._explainer_or_error()
+        with single_threaded_blas():  # small products and solves: BLAS threads only spin (16x slower under load)
+            return explainer(np.asarray(items, dtype=np.int64), np.asarray(values, dtype=np.float64),
+                             np.asarray(targets, dtype=np.int64))
+
+    def _training_profile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        row = self.recommender.X_train_all[index]
+        return row.indices, row.data
+
+    def explain(self, item_ids: Iterable[Any], user_id: Any = None, profile: Iterable[Any] | None = None) -> pd.DataFrame:
+        """How the scores of `item_ids` for a known user (or a new user's `profile` of item ids) split
+        over that user's own items: columns item_id, because_item_id, contribution, share (of the
+        item's explained score, the sum of its contributions: the model's score for item-item models;
+        for IALS the closed-form user solve's, workbench.algorithms.explain). ValidationError for
+        models whose scores do not split over a profile (`cannot_explain` says why)."""
+        if (user_id is None) == (profile is None):
+            raise ValidationError("explain needs either user_id (a known user) or profile (a list of item ids).")
+        items, values = (self._training_profile(self._user_index(user_id)) if user_id is not None
+                         else self._new_profile(profile)[0])
+        if isinstance(item_ids, (str, bytes)) or not isinstance(item_ids, Iterable):
+            item_ids = [item_ids]
+        targets = [self._item_index(item_id) for item_id in item_ids]
+        parts = self._contributions(items, values, targets)
+        return contributions_frame(parts, self.item_ids[targets].tolist(), self.item_ids[items].tolist())
 
     def profile(self, user_id: Any) -> list:
         """The items a known user interacted with in the training data."""
         row = self.recommender.X_train_all[self._user_index(user_id)]
         return [_plain(self.item_ids[i]) for i in row.indices]
 
-    def recommend_for_profile(self, item_ids: Iterable[Any], cutoff: int = 10) -> Recommendations:
-        """Top items for a new user who interacted with `item_ids` (unknown ids ignored, reported)."""
+    def recommend_for_profile(self, item_ids: Iterable[Any], cutoff: int = 10, explain: bool = False) -> Recommendations:
+        """Top items for a new user who interacted with `item_ids` (unknown ids ignored, reported);
+        `explain=True` as for `recommend`."""
+        (known, ones), unknown = self._new_profile(item_ids)
+        if explain:
+            self._explainer_or_error()  # says why before scoring
+        profile = sps.csr_matrix((ones, known, np.array([0, len(known)])), shape=(1, len(self.item_ids)))
+        try:
+            scores = self.recommender.get_score_cold_user_remove_seen(profile)[0]
+        except NotImplementedError:
+            raise ValidationError(f"Model {self.model.id} ({self.algorithm.name}) cannot score a new user's profile "
+                                  "(irspack has no cold-user scoring for it); recommend(user_id) serves known users.") from None
+        return Recommendations(self._top(np.asarray(scores, dtype=np.float64), cutoff, (known, ones) if explain else None),
+                               unknown_items=unknown)
+
+    def _new_profile(self, item_ids: Iterable[Any]) -> tuple[tuple[np.ndarray, np.ndarray], list]:
+        """((item indices, sorted and distinct; their values, ones), unknown ids) of a new user's profile."""
         if isinstance(item_ids, (str, bytes)) or not isinstance(item_ids, Iterable):
             raise ValidationError(f"A profile is a list of item ids, got {item_ids!r}; for one item pass [{item_ids!r}].")
         known, unknown = [], []
@@ -146,13 +245,8 @@ class Recommender:
                 f"None of the profile's items is known to model {self.model.id}: "
                 f"{', '.join(map(repr, unknown[:5])) or 'the profile is empty'}."
             )
-        known = sorted(set(known))
-        profile = sps.csr_matrix(
-            (np.ones(len(known)), (np.zeros(len(known), dtype=np.int64), np.array(known, dtype=np.int64))),
-            shape=(1, len(self.item_ids)),
-        )
-        scores = self.recommender.get_score_cold_user_remove_seen(profile)[0]
-        return Recommendations(self._top(np.asarray(scores, dtype=np.float64), cutoff), unknown_items=unknown)
+        known = np.array(sorted(set(known)), dtype=np.int64)
+        return (known, np.ones(len(known))), unknown
 
     def recommend_many(self, user_ids: Iterable[Any] | None = None, cutoff: int = 10) -> pd.DataFrame:
         """Top items for many known users (all when None): columns user_id, rank, item_id, score."""
@@ -161,7 +255,7 @@ class Recommender:
                    else np.array([self._user_index(u) for u in user_ids], dtype=np.int64))
         factors = self._factor_index()
         parts = (factors.top_n_many(indices, self.recommender.X_train_all, cutoff) if factors is not None
-                 else self._top_n_many(indices, cutoff))
+                 else top_n_unseen(self.recommender, indices, cutoff))
         users = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
         items = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
         return pd.DataFrame({
@@ -182,22 +276,24 @@ class Recommender:
             cached = self._id_arrays[kind] = pd.Series(ids).array
         return cached.take(positions) if isinstance(cached.dtype, pd.StringDtype) else ids[positions]
 
-    def _top_n_many(self, indices: np.ndarray, cutoff: int) -> list[tuple]:
-        """Any model: dense score blocks, seen items masked, then `top_n`."""
-        parts = []
-        for start in range(0, len(indices), BATCH_USERS):
-            block = indices[start:start + BATCH_USERS]
-            scores = np.array(self.recommender.get_score(block), copy=True)
-            seen = self.recommender.X_train_all[block]
-            scores[np.repeat(np.arange(len(block)), np.diff(seen.indptr)), seen.indices] = -np.inf
-            rows, columns, best = top_n(scores, cutoff)
-            parts.append((block[rows], _ranks(rows), columns, best))
-        return parts
-
     def _factor_index(self) -> "_FactorIndex | None":
         if self._factors is False:
             self._factors = _FactorIndex.of(self.recommender)
         return self._factors
+
+
+def top_n_unseen(recommender: Any, indices: np.ndarray, cutoff: int) -> list[tuple]:
+    """Any model's top-N for users `indices` (rows of its training matrix), their training items
+    excluded: dense score blocks, seen items masked, then `top_n`. Parts (user, rank, item, score)."""
+    parts = []
+    for start in range(0, len(indices), BATCH_USERS):
+        block = indices[start:start + BATCH_USERS]
+        scores = np.array(recommender.get_score(block), copy=True)
+        seen = recommender.X_train_all[block]
+        scores[np.repeat(np.arange(len(block)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        rows, columns, best = top_n(scores, cutoff)
+        parts.append((block[rows], _ranks(rows), columns, best))
+    return parts
 
 
 class _FactorIndex:
@@ -410,23 +506,34 @@ def with_metadata(rows: list[dict], metadata: pd.DataFrame, item_column: str) ->
 
 
 def sample_recommendation(ws: "WorkspaceBase", recommender: Recommender, metadata: Any = None, user_id: Any = None,
-                          cutoff: int = 10, seed: int | None = None) -> dict:
+                          cutoff: int = 10, seed: int | None = None, explain: bool = False) -> dict:
     """A (random) user's profile beside their recommendations, with item metadata when given.
 
     `metadata`: an item-metadata record or id, a DataFrame, or True for the project's latest.
+    `explain`: each recommendation names the profile items it comes from (`Recommender.recommend`).
     """
     if user_id is None:
         user_id = _plain(recommender.user_ids[random.Random(seed).randrange(len(recommender.user_ids))])
     profile = [{"item_id": item} for item in recommender.profile(user_id)]
-    recommendations = list(recommender.recommend(user_id, cutoff=cutoff))
-    frame, column = _metadata_frame(ws, recommender.model, metadata)
+    recommendations = list(recommender.recommend(user_id, cutoff=cutoff, explain=explain))
+    frame, column = metadata_frame(ws, recommender.model, metadata)
     if frame is not None:
         profile = with_metadata(profile, frame, column)
         recommendations = with_metadata(recommendations, frame, column)
     return {"user_id": user_id, "user_profile": profile, "recommendations": recommendations}
 
 
-def _metadata_frame(ws: "WorkspaceBase", model: TrainedModel, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
+def similar_items(ws: "WorkspaceBase", recommender: Recommender, item_id: Any, cutoff: int = 10,
+                  metadata: Any = None) -> Recommendations:
+    """`Recommender.similar_items`, with item metadata when given (as for `sample_recommendation`)."""
+    rows = recommender.similar_items(item_id, cutoff=cutoff)
+    frame, column = metadata_frame(ws, recommender.model, metadata)
+    return rows if frame is None else Recommendations(with_metadata(rows, frame, column))
+
+
+def metadata_frame(ws: "WorkspaceBase", model: TrainedModel, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
+    """The item-metadata table `metadata` stands for (a record or id, a DataFrame, True for the
+    project's latest, None/False for none) and its item id column."""
     if metadata is None or metadata is False:
         return None, None
     if isinstance(metadata, pd.DataFrame):

@@ -22,13 +22,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from .data.snapshots import INFO_FILE
 from .errors import ModelFileError, WorkbenchError
 from .layout import Layout
 from .signing import KeyRing, inspect_model_file
 from .store import Catalog, utc_now
 
 PROJECTS_FOLDER = "projects"
-_SNAPSHOT_INFO = "snapshot.json"
 _PROJECT_KEYS = ("name", "user_column", "item_column", "time_column", "active_model_id")
 
 
@@ -180,9 +180,9 @@ class _Rebuilder:
         data_ids: dict[str, int] = {}
         for path in entries:
             if path.is_dir():
-                info = _read_json(path / _SNAPSHOT_INFO)
+                info = _read_json(path / INFO_FILE)
                 if not info.get("fingerprint"):
-                    self.report.lost.append(f"snapshot {path}: no readable {_SNAPSHOT_INFO}; left where it is")
+                    self.report.lost.append(f"snapshot {path}: no readable {INFO_FILE}; left where it is")
                     continue
                 data_ids[info["fingerprint"]] = self.catalog.insert("training_data", {
                     "project_id": project_id, "name": Path(str(info.get("source", ""))).name or "recovered",

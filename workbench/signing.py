@@ -40,7 +40,6 @@ import re
 import secrets
 import stat
 import struct
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -54,6 +53,7 @@ from .errors import (
     UnsupportedModelVersionError,
     ValidationError,
 )
+from .polling import StillWaiting, poll_until
 from .unpickling import check_payload_globals, restricted_loads
 
 __all__ = [
@@ -211,20 +211,31 @@ def _read_key_file(key_file: Path) -> list[SigningKey]:
     # A key file is published complete (hard link of a fully written temp file);
     # the retry only matters on file systems without hard links, where the
     # creator writes into the final name and a reader may see it still empty.
-    deadline = time.monotonic() + 2.0
-    while True:
+    def read() -> str:
         try:
-            text = key_file.read_text(encoding="ascii")
+            return key_file.read_text(encoding="ascii")
         except FileNotFoundError:
-            text = ""
+            return ""
         except (OSError, UnicodeDecodeError) as exc:
             raise ValidationError(f"cannot read the signing key file {key_file}: {type(exc).__name__}") from None
-        if text.strip() or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+
+    try:
+        text = poll_until(lambda: read().strip(), 2.0, 0.02)
+    except StillWaiting:
+        text = ""
     if not text.strip():
         raise ValidationError(f"the signing key file {key_file} is missing or empty")
     return _parse_key_spec(text, source=f"the signing key file {key_file}")
+
+
+# A writer's unfinished file: `.<name>.tmp-<pid>-<random>` beside the file it becomes (model files,
+# key files). `workbench doctor` and the job reaper find them by this pattern.
+TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def temp_path(path: Path) -> Path:
+    """Where this process writes `path` before renaming it into place (matches TEMP_FILE)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _create_key_file(key_file: Path) -> None:
@@ -238,7 +249,7 @@ def _create_key_file(key_file: Path) -> None:
     kid = secrets.token_hex(4)
     content = f"{kid}:{secrets.token_bytes(_GENERATED_SECRET_BYTES).hex()}\n".encode("ascii")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    tmp = key_file.with_name(f".{key_file.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temp_path(key_file)
     fd = os.open(tmp, flags, 0o600)
     try:
         try:
@@ -356,7 +367,7 @@ def write_model_file(
     chunks = _encode(header_bytes, payload, keyring.signing_key)
 
     directory = path.parent
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o666)
     try:

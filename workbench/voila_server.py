@@ -45,15 +45,16 @@ from voila.tornado.contentshandler import VoilaContentsHandler
 from voila.tornado.handler import TornadoVoilaHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
+from .dashboards import CHART_FREE as CHART_FREE_NAMES
+from .dashboards import DASHBOARD_NAMES as DASHBOARDS
 from .voila_download import ROUTE as DOWNLOAD_ROUTE
 from .voila_download import ModelDownloadHandler
 from .voila_handlers import PlainErrors, discreet, log_request
 from .voila_kernels import DashboardKernelManager
 
-DASHBOARDS = ("home", "data", "tuning", "training", "models", "recommendations")
 # Dashboards that never display a bqplot widget (tuning and models draw charts): the notebook's name,
 # in the served folder or a subfolder of it.
-CHART_FREE = re.compile(r"^(.*/)?(home|data|training|recommendations)[.]ipynb$")
+CHART_FREE = re.compile(rf"^(.*/)?({'|'.join(CHART_FREE_NAMES)})[.]ipynb$")
 CHART_EXTENSIONS = {"bqplot"}
 # Only the front-end extensions the dashboards use (others, e.g. plotly's 4.8 MB, slow every first paint).
 EXTENSIONS = ["@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8", "bqplot"]

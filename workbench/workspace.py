@@ -11,13 +11,15 @@ comparison, the model registry and recommendations, each delegated to its module
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from . import comparison, models, recommend, training, tuning
+from . import comparison, export, insight, models, recommend, training, tuning
 from .base import WorkspaceBase
+from .errors import NotFoundError, ValidationError
 from .evaluation import SplitConfig
 from .records import TrainedModel, TuningJob
 from .signing import inspect_model_file
@@ -61,11 +63,47 @@ class Workspace(WorkspaceBase):
         return models.load_model(self, model_id)
 
     def sample_recommendation(self, model_id: Any, metadata: Any = None, user_id: Any = None,
-                              cutoff: int = 10, seed: int | None = None) -> dict:
+                              cutoff: int = 10, seed: int | None = None, explain: bool = False) -> dict:
         """A (random) user's profile beside their top-N, with item metadata (a record or id, a DataFrame,
-        or True for the project's latest)."""
+        or True for the project's latest); `explain=True`: each recommendation names the user's items
+        it comes from (`Recommender.recommend`)."""
         return recommend.sample_recommendation(self, self.load_model(model_id), metadata=metadata, user_id=user_id,
-                                               cutoff=cutoff, seed=seed)
+                                               cutoff=cutoff, seed=seed, explain=explain)
+
+    def similar_items(self, model_id: Any, item_id: Any, cutoff: int = 10, metadata: Any = None) -> recommend.Recommendations:
+        """The items most similar to `item_id` in a model, best first, with item metadata when given (a
+        record or id, a DataFrame, or True for the project's latest). Item-item weights for KNN,
+        RP3beta and SLIM models, the cosine of item factors for IALS, SVD and NMF; a ValidationError
+        saying why for models that relate no items (TopPop, user KNN)."""
+        return recommend.similar_items(self, self.load_model(model_id), item_id, cutoff=cutoff, metadata=metadata)
+
+    def load_active(self, project: Any) -> models.ActiveModel:
+        """The project's active model for a long-lived process: each call serves the model active
+        at that moment, loading a newly activated one first (no restart needed)."""
+        return models.ActiveModel(self, project)
+
+    def export_recommendations(self, project: Any, path: str | os.PathLike, cutoff: int = 10,
+                               columns: Sequence[str] | None = None, model: Any = None,
+                               progress: Callable[[int, int], None] | None = None) -> Path:
+        """Write a model's top-`cutoff` for every user it knows to a .parquet, .csv or .duckdb file.
+
+        project: whose active model (or `model`, an id of the project) to export. columns: item
+        metadata columns to add (from the project's latest item metadata). The file is written
+        under a temporary name and renamed, and records the model id, data fingerprint and time
+        (`export.read_export_info`). progress(done_users, all_users) follows the work.
+        """
+        p = self.project(project)
+        chosen = self.model(model) if model is not None else self.active_model(p)
+        if chosen is None:
+            raise NotFoundError(f"Project {p.name!r} has no active model to export; activate one or pass model=.")
+        if chosen.project_id != p.id:
+            raise ValidationError(f"Model {chosen.id} belongs to another project than {p.name!r}.")
+        metadata = None
+        if columns:
+            record = self.latest_item_metadata(p)
+            metadata = self.item_metadata_frame(record) if record is not None else None
+        return export.export_recommendations(self.load_model(chosen.id), path, cutoff=cutoff, metadata=metadata,
+                                             columns=columns, progress=progress)
 
     # Tuning and evaluation
 
@@ -94,17 +132,32 @@ class Workspace(WorkspaceBase):
         """One row per tuning job (of a project, or of all), newest first."""
         return tuning.list_tuning_jobs(self, project)
 
+    def tuning_insight(self, tuning_job_id: Any, min_trials: int = insight.MIN_TRIALS) -> insight.TuningInsight:
+        """What a tuning job found out: which parameters mattered for each algorithm (Optuna's fANOVA
+        importance over its completed trials; algorithms with fewer than `min_trials` are listed in
+        `notes` with the reason) and each algorithm's best score against its number of trials.
+        Works on a running job too (the trials so far)."""
+        return insight.tuning_insight(self, tuning_job_id, min_trials=min_trials)
+
     def compare(self, model_ids: Sequence[Any], training_data: Any = None, cutoffs: Sequence[int] = (10, 20),
-                split: SplitConfig | dict | None = None) -> pd.DataFrame:
+                split: SplitConfig | dict | None = None, metadata: Any = None, category_column: str = "genres",
+                by: str | None = None, since: Any = None) -> pd.DataFrame:
         """Score models on one shared held-out split of one data set; one row per model, best first.
 
         model_ids: models of one project. training_data: the data to split (default: the first
         model's). cutoffs: the @k of every metric. split: as for `tune`. Each configuration is
         re-fit on the split's training part, so no model is scored on interactions it saw; the
-        metrics are saved on the model records.
+        metrics are saved on the model records. Besides accuracy: coverage, popularity_bias,
+        novelty, and with `metadata` (a record or id, a DataFrame, or True for the project's
+        latest) diversity over the categories in `category_column` ("A|B" lists); their
+        definitions are `workbench.evaluation.METRIC_DEFINITIONS`.
+        by: None; "activity" (light, medium and heavy users: tertiles of training interactions);
+        "new_since" with since= a date (users whose first interaction is on or after it, and the
+        rest). With by, one row per model and segment ("all" first): segment, definition, n_users.
         """
         self.require_writable("compare models (their metrics are saved)")
-        return comparison.compare(self, model_ids, training_data=training_data, cutoffs=cutoffs, split=split)
+        return comparison.compare(self, model_ids, training_data=training_data, cutoffs=cutoffs, split=split,
+                                  metadata=metadata, category_column=category_column, by=by, since=since)
 
 
 def open_workspace(location: str | os.PathLike | None = None, lock_timeout: float | None = None,

@@ -33,7 +33,7 @@ import scipy.sparse as sps
 
 from ..errors import ValidationError
 from ..threads import default_n_threads
-from . import fits, hooks
+from . import explain, fits, hooks
 from . import spaces as S
 from .params import ParamSpec, bool_param, choice_param, float_param, int_param
 
@@ -59,6 +59,8 @@ class Algorithm:
     * ``factors(recommender)``: (user factors U, item factors V) when ``get_score(users)`` is
       ``U[users] @ V.T``, else None;
     * ``item_weights(recommender)``: W when ``get_score(users)`` is ``X[users] @ W``, else None;
+    * ``explainer(recommender)``: a function splitting the scores of a profile's recommendations
+      over the profile's items (see :mod:`.explain`), or None; ``unexplainable`` says why not;
     * ``statistics(recommender)``: what the fit reports (explained variance, final loss, epochs);
     * ``check(recommender, n_users, n_items)``: raise ModelFileError unless a loaded model holds
       arrays of the shapes and index ranges its header declares.
@@ -77,6 +79,8 @@ class Algorithm:
     fit_trial: Callable[[Any, fits.FitCache], None] = field(default=fits.learn, repr=False)
     factors: Callable[[Any], Factors | None] = field(default=hooks.nothing, repr=False)
     item_weights: Callable[[Any], Any] = field(default=hooks.nothing, repr=False)
+    explainer: Callable[[Any], explain.Explainer | None] = field(default=hooks.nothing, repr=False)
+    unexplainable: str = field(default="its scores have no known decomposition over a user's own items", repr=False)
     statistics: Callable[[Any], dict] = field(default=hooks.no_statistics, repr=False)
     check: Callable[[Any, int, int], None] = field(default=hooks.check_interactions, repr=False)
 
@@ -147,10 +151,12 @@ def _knn_params(top_k: int, shrinkage: float, weighting: bool, extra: tuple = ()
 
 
 # Hooks shared by families of algorithms.
-_ITEM_SIMILARITY = dict(item_weights=hooks.similarity_weights, check=hooks.check_item_similarity)
+_ITEM_SIMILARITY = dict(item_weights=hooks.similarity_weights, explainer=explain.item_weights_explainer,
+                        check=hooks.check_item_similarity)
 _ITEM_KNN = dict(_ITEM_SIMILARITY, fit_to_data=hooks.item_neighbours_fit_to_data)
 _USER_KNN = dict(fit_to_data=hooks.user_neighbours_fit_to_data, cost=hooks.user_similarity_cost,
-                 check=hooks.check_user_similarity)
+                 check=hooks.check_user_similarity,
+                 unexplainable="it scores through similar users (a sum over neighbours), not through the user's own items")
 _DENSE_ITEMS = dict(_ITEM_SIMILARITY, cost=hooks.dense_items_cost)
 
 
@@ -165,7 +171,7 @@ def _make_registry() -> dict[str, Algorithm]:
                                **hook_functions))
 
     add("TopPop", R.TopPopRecommender, (), None, description="Most popular items (non-personalised baseline).",
-        check=hooks.check_top_pop)
+        check=hooks.check_top_pop, unexplainable="it ranks items by popularity alone: no item of a user's profile changes a score")
     add(
         "IALS",
         R.IALSRecommender,
@@ -189,7 +195,7 @@ def _make_registry() -> dict[str, Algorithm]:
         iterative=True,
         description="Implicit ALS matrix factorisation (iALS++ loss, conjugate gradient).",
         fit_to_data=hooks.ials_fit_to_data, space_point=S.ials_space_point, factors=hooks.embedding_factors,
-        statistics=hooks.ials_statistics, check=hooks.check_ials,
+        statistics=hooks.ials_statistics, check=hooks.check_ials, explainer=explain.ials_explainer,
     )
     add(
         "RP3beta",
@@ -255,7 +261,8 @@ def _make_registry() -> dict[str, Algorithm]:
         (int_param("n_components", 16, 1, 4096), int_param("random_seed", 0, 0, 2**31 - 1)),
         S.truncated_svd_space, description="Randomised truncated SVD of the interaction matrix.",
         fit_to_data=hooks.truncated_svd_fit_to_data, cost=hooks.truncated_svd_cost, fit_trial=fits.fit_truncated_svd,
-        factors=hooks.embedding_factors, statistics=hooks.truncated_svd_statistics, check=hooks.check_truncated_svd)
+        factors=hooks.embedding_factors, statistics=hooks.truncated_svd_statistics, check=hooks.check_truncated_svd,
+        explainer=explain.svd_explainer)
     add(
         "NMF",
         R.NMFRecommender,
@@ -268,6 +275,7 @@ def _make_registry() -> dict[str, Algorithm]:
         S.nmf_space,
         description="Non-negative matrix factorisation (scikit-learn).",
         fit_to_data=hooks.nmf_fit_to_data, cost=hooks.nmf_cost, factors=hooks.nmf_factors, check=hooks.check_nmf,
+        unexplainable="its user vector is an iterative non-negative fit, which does not split over the profile's items",
     )
     return {a.name: a for a in algos}
 

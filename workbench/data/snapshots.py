@@ -28,6 +28,8 @@ import scipy.sparse as sp
 from workbench.errors import NotFoundError, ValidationError, check_choice
 
 INFO_FILE = "snapshot.json"
+ROWS_FILE, USERS_FILE, ITEMS_FILE = "interactions.parquet", "users.parquet", "items.parquet"
+SNAPSHOT_FILES = (ROWS_FILE, USERS_FILE, ITEMS_FILE, INFO_FILE)  # what a complete interaction snapshot holds
 FORMAT_VERSION = 1
 WEIGHTINGS = ("binary", "count", "raw")  # what interaction_matrix puts in each (user, item) cell
 _EPOCH = datetime(1970, 1, 1)
@@ -44,6 +46,8 @@ _PARQUET_OPTIONS = dict(
     row_group_size=1 << 23,  # every row group repeats the whole id dictionaries
     store_schema=False,  # id columns read back as plain strings or integers, not as categoricals
 )
+
+TEMP_PREFIX = ".tmp-"  # an unfinished snapshot (file or folder) is hidden under this prefix until renamed
 
 
 @dataclass(frozen=True)
@@ -108,11 +112,11 @@ def write_interactions(dest_root: Path, user_ids: pa.Array, item_ids: pa.Array, 
             inter["time"] = pa.array(t.view("datetime64[us]"))
         if w is not None:
             inter["weight"] = w
-        pq.write_table(pa.table(inter), tmp / "interactions.parquet", **_PARQUET_OPTIONS)
+        pq.write_table(pa.table(inter), tmp / ROWS_FILE, **_PARQUET_OPTIONS)
 
     def write_rest(tmp: Path) -> None:
-        pq.write_table(pa.table({"user_id": user_ids}), tmp / "users.parquet", compression="zstd")
-        pq.write_table(pa.table({"item_id": item_ids}), tmp / "items.parquet", compression="zstd")
+        pq.write_table(pa.table({"user_id": user_ids}), tmp / USERS_FILE, compression="zstd")
+        pq.write_table(pa.table({"item_id": item_ids}), tmp / ITEMS_FILE, compression="zstd")
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1))
 
     def name() -> str:
@@ -133,7 +137,7 @@ def write_metadata(dest_root: Path, table: pa.Table, source: str) -> MetadataSna
     path = dest / f"{fingerprint}.parquet"
     if not path.exists():
         dest.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=dest)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".parquet", dir=dest)
         os.close(fd)
         try:
             pq.write_table(table, tmp, compression="zstd")
@@ -174,7 +178,7 @@ def _publish(dest_root: Path, name: Callable[[], str], write_rows: Callable[[Pat
     rare import of content already snapshotted, that write is thrown away.
     """
     dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest_root))
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=dest_root))
     writing = None
     final = None
     try:
@@ -238,7 +242,7 @@ def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr
     """
     check_choice("weighting", weighting, WEIGHTINGS)
     path = Path(snapshot_path)
-    rows = path / "interactions.parquet"
+    rows = path / ROWS_FILE
     columns = ["user_code", "item_code"]
     if weighting == "raw":
         if "weight" not in pq.read_schema(rows).names:
@@ -246,8 +250,8 @@ def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr
                                   "so weighting='raw' cannot apply")
         columns.append("weight")
     table = pq.read_table(rows, columns=columns)
-    users = _read_ids(path / "users.parquet")
-    items = _read_ids(path / "items.parquet")
+    users = _read_ids(path / USERS_FILE)
+    items = _read_ids(path / ITEMS_FILE)
     u = table.column(0).to_numpy()
     i = table.column(1).to_numpy()
     first = np.empty(len(u), dtype=bool)  # first row of each (user, item) pair; rows are sorted
@@ -275,7 +279,7 @@ def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr
 def read_interactions(snapshot_path) -> pd.DataFrame:
     """All rows: user_id, item_id, user_code, item_code, then time and weight if present, sorted by
     codes, time and weight."""
-    return pq.read_table(Path(snapshot_path) / "interactions.parquet").to_pandas()
+    return pq.read_table(Path(snapshot_path) / ROWS_FILE).to_pandas()
 
 
 def read_metadata(path) -> pd.DataFrame:

@@ -28,6 +28,7 @@ same split (an in-process LRU returns the very same object; ``cache_dir`` adds a
 disk). Treat the arrays of a split as read-only.
 """
 
+from .beyond import METRIC_DEFINITIONS, beyond_accuracy, category_matrix
 from .evaluator import ValidationEvaluator, evaluate
 from .make import clear_split_cache, make_split
 from .metrics import DEFAULT_METRICS, METRICS, TARGET_METRICS
@@ -44,4 +45,7 @@ __all__ = [
     "make_split",
     "evaluate",
     "clear_split_cache",
+    "METRIC_DEFINITIONS",
+    "beyond_accuracy",
+    "category_matrix",
 ]

@@ -75,14 +75,17 @@ class BestSoFarChart:
                                  if top is not None else self.title)
 
 
-def bar_chart(title: str, labels: Sequence[str], values: Sequence[Any], width: str = "300px", height: str = "240px"):
-    """Bars of one metric across models from 0, the best in green (named in the title)."""
+def bar_chart(title: str, labels: Sequence[str], values: Sequence[Any], best: bool = True, width: str = "300px",
+              height: str = "240px"):
+    """Bars of one metric across models from 0 (or below, for a negative value); with `best`, the highest
+    in green (named in the title)."""
     import bqplot as bq
 
     y = np.array([0.0 if is_missing(v) else float(v) for v in values], dtype=float)
-    best = int(np.argmax(y)) if len(y) else None
+    best = int(np.argmax(y)) if len(y) and best else None
     x_scale = bq.OrdinalScale()
-    y_scale = bq.LinearScale(min=0.0, max=upper_bound(list(y)), allow_padding=False)
+    low = min(0.0, float(y.min()) * 1.1) if len(y) else 0.0  # below 0 only for a metric that goes there
+    y_scale = bq.LinearScale(min=low, max=upper_bound(list(y)), allow_padding=False)
     # one colour per bar through a colour scale (a `colors` list per element draws every bar in the first)
     shade = bq.ColorScale(colors=[OTHERS, BEST], min=0.0, max=1.0)
     bars = bq.Bars(x=list(labels), y=y, color=[1.0 if i == best else 0.0 for i in range(len(y))],

@@ -11,7 +11,8 @@ import pandas as pd
 from .controls import section
 from .dashboard import Dashboard
 from .format import is_missing
-from .page import DASHBOARDS, anchor, page_link
+from ..dashboards import DASHBOARDS
+from .page import anchor, page_link
 from .tables import DataTable
 
 DESCRIPTIONS = {

@@ -21,14 +21,20 @@ from .tables import DataTable
 from .training import download_link, model_card
 
 CUTOFFS = (10, 20)
-_METRIC = re.compile(r"^(?:val_)?[a-z]+@\d+$")
-METRIC_ORDER = ("ndcg", "map", "recall", "hit", "precision", "coverage")
+_METRIC = re.compile(r"^(?:val_)?[a-z_]+@\d+$")
+METRIC_ORDER = ("ndcg", "map", "recall", "hit", "precision", "coverage", "novelty", "diversity", "popularity_bias")
+# the metrics whose highest value is the best (popularity bias is neither: 0 means as popular as the users' own)
+HIGHER_IS_BETTER = METRIC_ORDER[:-1]
 # shown at first; the rest (sizes, every other metric, seconds) a click on "Columns" away
 DEFAULT_COLUMNS = ["id", "algorithm", "configuration", "status", "active", "ndcg@10", "ndcg@20", "val_ndcg@20",
                    "trained_at", "file", "recommend"]
-COMPARISON_METRICS = [f"{metric}@{cutoff}" for cutoff in CUTOFFS for metric in METRIC_ORDER]
+COMPARISON_METRICS = [f"{metric}@{cutoff}" for cutoff in CUTOFFS for metric in HIGHER_IS_BETTER]
 COMPARISON_COLUMNS = ["model_id", "algorithm", "configuration",
                       *(f"{metric}@{max(CUTOFFS)}" for metric in METRIC_ORDER), "fit_seconds"]
+
+
+def higher_is_better(column: str) -> bool:
+    return column.removeprefix("val_").split("@")[0] in HIGHER_IS_BETTER
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -115,7 +121,7 @@ class ModelsDashboard(Dashboard):
         frame = self.ws.models(project)
         datasets = self.ws.training_data_sets(project)
         self.frame = frame
-        self.table.best = metric_columns(frame)
+        self.table.best = [column for column in metric_columns(frame) if higher_is_better(column)]
         self.table.set_frame(self.view(frame, dict(zip(datasets["id"].astype(int), datasets["name"]))))
         if self.wanted_model is not None:
             wanted, self.wanted_model = self.wanted_model, None
@@ -249,5 +255,5 @@ class ModelsDashboard(Dashboard):
         self.comparison_table.set_frame(frame)
         labels = [f"#{int(m)} {a}" for m, a in zip(frame["model_id"], frame["algorithm"])]
         cutoff = max(CUTOFFS)
-        self.charts.children = [bar_chart(column, labels, frame[column].tolist())
-                                for column in frame.columns if _METRIC.match(str(column)) and column.endswith(f"@{cutoff}")]
+        self.charts.children = [bar_chart(column, labels, frame[column].tolist(), best=higher_is_better(column))
+                                for column in metric_columns(frame) if column.endswith(f"@{cutoff}")]

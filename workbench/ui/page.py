@@ -21,14 +21,8 @@ from urllib.parse import parse_qs, urlencode
 
 import ipywidgets as widgets
 
-DASHBOARDS = (
-    ("home", "Home"),
-    ("data", "Data"),
-    ("tuning", "Tuning"),
-    ("training", "Training"),
-    ("models", "Models"),
-    ("recommendations", "Recommendations"),
-)
+from ..dashboards import DASHBOARDS
+
 QUERY_KEYS = ("project", "model")
 WITH_MODEL = ("models", "recommendations")
 RECEIVE_ATTEMPTS = 5  # the dashboards a `model` in the link means something to
