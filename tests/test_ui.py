@@ -424,7 +424,7 @@ def test_models_are_selected_in_the_table_and_the_actions_act_on_the_selection(l
     app = ModelsDashboard(ws)
     assert app.table.selectable and len(app.table.row_boxes) == len(app.frame) < app.table.page_size
     assert set(app.table.shown_columns) <= {"id", "algorithm", "configuration", "status", "active", "ndcg@10",
-                                            "ndcg@20", "val_ndcg@20", "trained_at", "file", "recommend"}
+                                            "ndcg@20", "val_ndcg@20", "trained_at", "file", "top-N"}
     assert "n_interactions" in app.table.frame.columns and "n_interactions" not in app.table.shown_columns
     app.table.columns_button.value = True
     app.table.picker.boxes["n_interactions"].value = True  # the rest is a click away

@@ -27,7 +27,7 @@ METRIC_ORDER = ("ndcg", "map", "recall", "hit", "precision", "coverage", "novelt
 HIGHER_IS_BETTER = METRIC_ORDER[:-1]
 # shown at first; the rest (sizes, every other metric, seconds) a click on "Columns" away
 DEFAULT_COLUMNS = ["id", "algorithm", "configuration", "status", "active", "ndcg@10", "ndcg@20", "val_ndcg@20",
-                   "trained_at", "file", "recommend"]
+                   "trained_at", "file", "top-N"]
 COMPARISON_METRICS = [f"{metric}@{cutoff}" for cutoff in CUTOFFS for metric in HIGHER_IS_BETTER]
 COMPARISON_COLUMNS = ["model_id", "algorithm", "configuration",
                       *(f"{metric}@{max(CUTOFFS)}" for metric in METRIC_ORDER), "fit_seconds"]
@@ -56,7 +56,7 @@ class ModelsDashboard(Dashboard):
         super().__init__(ws, project, model)
         w, L = widgets, widgets.Layout
         self.table = DataTable(page_size=15, empty="No model in this project yet: train one in Tuning or Training.",
-                               columns=DEFAULT_COLUMNS, html_columns={"file", "recommend"}, selectable=True, key="id")
+                               columns=DEFAULT_COLUMNS, html_columns={"file", "top-N"}, selectable=True, key="id")
         self.table.on_select = lambda _: self._selection_changed()
         self.selection_label = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=L(width="100px"))
@@ -146,7 +146,7 @@ class ModelsDashboard(Dashboard):
         ready = frame["status"].eq("SUCCESS").tolist()
         view["file"] = [download_link(int(i), name, size) if ok else ""
                         for i, name, size, ok in zip(frame["id"], frame["basename"], frame["filesize"], ready)]
-        view["recommend"] = [anchor(self.link("recommendations", int(i)), "try") if ok else ""
+        view["top-N"] = [anchor(self.link("recommendations", int(i)), "try") if ok else ""
                        for i, ok in zip(frame["id"], ready)]
         return view
 
