@@ -1,7 +1,8 @@
-"""First paint of each Voila dashboard, preheated and cold, and the Models list with 1,000 models.
+"""First paint of each Voila dashboard, preheated and cold, the first "Recommend" click, and the Models
+list with 1,000 models.
 
-    python bench/bench_dashboards.py            # every dashboard, 3 runs each (median), ~5 min
-    python bench/bench_dashboards.py --smoke    # the home dashboard, preheated, one run (tests)
+    python bench/bench_dashboards.py            # every dashboard, 3 runs each (median), ~6 min
+    python bench/bench_dashboards.py --smoke    # the home dashboard and one click, preheated, one run (tests)
 
 "First paint" is the time from navigation start until the dashboard's widgets are on screen (its
 title and its main controls rendered by the widget manager), measured by Playwright in Debian's
@@ -11,6 +12,13 @@ dashboard runs the notebook before the request); "cold" is `workbench serve --no
 preheated first paint <= 1 s; the Models list of 1,000 models usable (table shown and a page turn
 answered) <= 1 s. Also measured (full run): seconds from `workbench serve` to its URL printed (it waits
 for the preheated dashboards to run), and Home's paint in a new browser opened right then.
+
+"First click" opens Recommendations as Home's link does (`?project=demo`), types a user id the moment
+the page has painted and clicks Recommend: seconds until that user's top-N is on screen, with a
+DenseSLIM model of 64 MiB active (4,000 x 4,000 demo; the small one in --smoke). The page loads its
+model in the background when it opens, so the click should find it in memory: target, the first
+click within 0.1 s of a second click on the same page right after (the baseline); also shown, the
+seconds a fresh process takes to load that model (what a click would add without preloading).
 """
 
 from __future__ import annotations
@@ -56,15 +64,19 @@ READY = {
 }
 
 
-def build_home(home: Path, extra_models: int = 0, small: bool = False) -> wb.Workspace:
-    """A throwaway home with the demo project (1,500 users x 800 items; 300 x 150 when small) and 2 models."""
+def build_home(home: Path, extra_models: int = 0, small: bool = False, heavy: bool = False) -> wb.Workspace:
+    """A throwaway home with the demo project (1,500 users x 800 items; 300 x 150 when small) and 2 models,
+    the IALS one active; `heavy`: 4,000 x 4,000 and a DenseSLIM model (a 64 MiB file) active instead."""
     from workbench.demo import create_demo_project
 
     ws = wb.open(home)
-    create_demo_project(ws, name="demo", seed=0, **({"n_users": 300, "n_items": 150} if small else {}))
+    sizes = {"n_users": 300, "n_items": 150} if small else {"n_users": 4000, "n_items": 4000} if heavy else {}
+    create_demo_project(ws, name="demo", seed=0, **sizes)
     data = ws.latest_training_data("demo")
     ws.train(ws.create_configuration("demo", "TopPop"), data)
-    model = ws.train(ws.create_configuration("demo", "IALS", {"n_components": 16, "train_epochs": 4}), data)
+    config = (ws.create_configuration("demo", "DenseSLIM") if heavy else
+              ws.create_configuration("demo", "IALS", {"n_components": 16, "train_epochs": 4}))
+    model = ws.train(config, data)
     ws.activate(model.id)
     if extra_models:
         insert_models(ws, extra_models)
@@ -221,6 +233,63 @@ def models_usable(context, url: str) -> tuple[float, float]:
     return shown, turned
 
 
+def recommend_clicks(context, url: str, users: tuple[str, str]) -> tuple[float, float]:
+    """(seconds of the first Recommend click right after the page painted, of a second click after it)."""
+    page = context.new_page()
+    page.goto(url, wait_until="commit")
+    page.locator(READY["recommendations"]).first.wait_for(timeout=120_000)
+    seconds = []
+    for user in users:
+        page.get_by_placeholder(re.compile(r"^e\.g\. ")).fill(user)
+        started = time.perf_counter()
+        page.locator("button").filter(has_text=re.compile(r"^\W*Recommend\W*$")).click()
+        page.get_by_text(f"Profile of user {user}").first.wait_for(timeout=120_000)
+        page.get_by_text("Top 10 recommendations").first.wait_for(timeout=120_000)
+        seconds.append(time.perf_counter() - started)
+    page.close()
+    return seconds[0], seconds[1]
+
+
+def measure_clicks(home: Path, runs: int, workdir: Path) -> tuple[list[tuple[float, float]], list[float]]:
+    """The first and second Recommend clicks on a freshly preheated Recommendations page, `runs` times; and
+    the seconds a fresh process takes to load the active model (what a click would wait for without preloading)."""
+    ws = wb.open(home)
+    active = ws.project("demo").active_model_id
+    model = ws.load_model(active)
+    users = (str(model.user_ids[7]), str(model.user_ids[8]))
+    clicks = on_fresh_pages(home, "recommendations", runs, workdir,
+                            lambda context, url: recommend_clicks(context, f"{url}&project=demo", users))
+    timed = ("import sys, time, workbench as wb; ws = wb.open(sys.argv[1]); started = time.perf_counter(); "
+             "ws.load_model(int(sys.argv[2])); print(time.perf_counter() - started)")
+    loads = [float(subprocess.run([sys.executable, "-c", timed, str(home), str(active)], capture_output=True, text=True,
+                                  check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                   .stdout.split()[-1]) for _ in range(runs)]
+    return clicks, loads
+
+
+def on_fresh_pages(home: Path, name: str, runs: int, workdir: Path, measure_page) -> list:
+    """`measure_page(context, url)` of dashboard `name`, `runs` times, each on a page whose kernel was
+    preheated (and the server idle) before the page was asked for; the browser cache warmed first."""
+    from playwright.sync_api import sync_playwright
+
+    server = Server(home, True, workdir / f"voila-{name}.log")
+    out = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            server.wait_filled(name, 1)
+            paint(context, server.url("home"), READY["home"])  # warm the browser cache
+            for used in range(runs):
+                server.wait_filled(name, used + 1)
+                server.wait_idle()
+                out.append(measure_page(context, server.url(name)))
+            browser.close()
+    finally:
+        server.stop()
+    return out
+
+
 def measure(home: Path, names: tuple[str, ...], runs: int, preheat: bool, workdir: Path) -> dict[str, list]:
     """Paint seconds of each page, and ["script_bytes"]: [bytes, count] of the first page's scripts."""
     from playwright.sync_api import sync_playwright
@@ -271,24 +340,7 @@ def measure_startup(home: Path, workdir: Path) -> dict[str, float]:
 
 
 def measure_models(home: Path, runs: int, workdir: Path) -> list[tuple[float, float]]:
-    from playwright.sync_api import sync_playwright
-
-    server = Server(home, True, workdir / "voila-1000.log")
-    out = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            server.wait_filled("models", 1)
-            paint(context, server.url("home"), READY["home"])  # warm the browser cache
-            for used in range(runs):
-                server.wait_filled("models", used + 1)
-                server.wait_idle()
-                out.append(models_usable(context, server.url("models")))
-            browser.close()
-    finally:
-        server.stop()
-    return out
+    return on_fresh_pages(home, "models", runs, workdir, models_usable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             rows.append((name, statistics.median(preheated[name]),
                          statistics.median(cold[name]) if name in cold else None))
+        heavy = home if args.smoke else workdir / "home-heavy"
+        if not args.smoke:
+            build_home(heavy, heavy=True)
+        clicks, loads = measure_clicks(heavy, runs, workdir)
+        model_size = wb.open(heavy).active_model("demo").filesize
         models, startup = [], {}
         if not args.smoke:
             startup = measure_startup(home, workdir)
@@ -325,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "runs": runs, "baseline": BASELINE, "preheated": preheated, "cold": cold,
             "scripts": {"page": names[0], "bytes": script_bytes, "files": script_files}, "startup": startup,
+            "clicks": [{"first_s": first, "second_s": second} for first, second in clicks], "model_load_s": loads,
+            "model_bytes": model_size,
             "models_1000": [{"shown_s": shown, "page_turn_s": turned} for shown, turned in models]}, indent=2))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nDashboards, first paint (median of {runs} run{'s' if runs > 1 else ''}; target preheated <= 1 s; "
@@ -335,6 +394,16 @@ def main(argv: list[str] | None = None) -> int:
         label = "baseline: one Label, no workbench" if name == BASELINE else name
         print(f"| {label} | {pre:.2f} | {'-' if cold_s is None else f'{cold_s:.2f}'} |")
     print(f"\n{names[0]} page: {script_files} scripts, {script_bytes / 2**20:.1f} MiB of JavaScript")
+    first = statistics.median(c[0] for c in clicks)
+    second = statistics.median(c[1] for c in clicks)
+    print(f"\nRecommendations, Recommend clicked as soon as the page painted, active model of {model_size / 2**20:.1f} MiB "
+          f"(median of {runs}; target: first within 0.1 s of second)\n")
+    print("| click | seconds |")
+    print("|---|---:|")
+    print(f"| first | {first:.2f} |")
+    print(f"| second (baseline: the model in memory) | {second:.2f} |")
+    print(f"| loading the model in a fresh process (what a click would add without preloading) | "
+          f"{statistics.median(loads):.2f} |")
     if startup:
         print(f"\n`workbench serve` printed its URL after {startup['ready_s']:.1f} s (preheated dashboards run); Home "
               f"opened right then, in a new browser (cold cache), painted in {startup['first_visit_s']:.2f} s")

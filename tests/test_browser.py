@@ -10,10 +10,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from conftest import clustered_interactions
 from test_server import DASHBOARDS, Server
 from test_ui import build_demo_home
 
@@ -30,9 +32,12 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
+    """The demo project with two models and a tuning job, and a second project ("shop") with data of its own."""
     path = tmp_path_factory.mktemp("browser") / "home"
     ws = build_demo_home(path)
     ws.tune(ws.latest_training_data("demo"), algorithms=["TopPop", "RP3beta"], n_trials=5, cutoff=10)
+    shop = ws.create_project("shop", user_column="user_id", item_column="item_id", time_column="timestamp")
+    ws.import_training_data(shop, clustered_interactions(n_users=60, n_items=40, per_user=6), name="shop clicks")
     return path
 
 
@@ -68,6 +73,7 @@ def open_dashboard(page, server, name: str, timeout: float = 60_000):
 def assert_no_widget_error(page) -> None:
     assert page.get_by_text(WIDGET_ERROR).count() == 0, page.inner_text("body")[:2000]
     assert "Traceback" not in page.inner_text("body")
+    assert page.locator("[title='null']").count() == 0  # what ipywidgets shows for a tooltip left None
     stderr = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
     assert stderr.count() == 0, stderr.first.inner_text()  # a dashboard writes nothing to stderr
 
@@ -103,6 +109,36 @@ def test_leaving_a_page_shuts_its_kernel_down(page, server):
     assert "_xsrf" not in server.text() and "403 POST" not in server.text()
 
 
+# (the log box overflows, the box shows the bottom of its last character) for a `.wb-log-box` element
+LAST_LINE_IN_VIEW = """box => {
+    const text = box.querySelector('pre').firstChild, range = document.createRange();
+    range.setStart(text, text.length - 1); range.setEnd(text, text.length);
+    const end = range.getBoundingClientRect(), frame = box.getBoundingClientRect();
+    return [box.scrollHeight > box.clientHeight, end.bottom <= frame.bottom + 1 && end.top >= frame.top - 1];
+}"""
+
+
+def chosen(page, label: str) -> str:
+    """The option shown by the dropdown whose description is `label` (ipywidgets draws spaces as U+00A0)."""
+    select = page.locator(".widget-dropdown", has_text=label).locator("select").first
+    return select.evaluate("s => s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : ''").replace("\xa0", " ")
+
+
+def wait_chosen(page, label: str, wanted: str, timeout: float = 60_000) -> None:
+    """Until the dropdown `label` shows an option starting with `wanted`."""
+    deadline = time.monotonic() + timeout / 1000
+    while not chosen(page, label).startswith(wanted):
+        assert time.monotonic() < deadline, (label, chosen(page, label), wanted)
+        page.wait_for_timeout(200)
+
+
+def below(page, outcome: str, button: str, within: float = 160) -> bool:
+    """Whether the text `outcome` shows just below (or beside) the button named `button`."""
+    message = page.get_by_text(outcome).first.bounding_box()
+    pressed = page.get_by_role("button", name=button).first.bounding_box()
+    return 0 <= message["y"] - pressed["y"] <= within
+
+
 @pytest.mark.parametrize("name", ["home", "data", "tuning"])
 def test_dashboard_renders(page, server, home, screenshots, name):
     open_dashboard(page, server, name)
@@ -110,15 +146,94 @@ def test_dashboard_renders(page, server, home, screenshots, name):
     body = page.inner_text("body")
     assert "Rec Workbench" in body or name.capitalize() in body
     if name == "home":
-        assert "demo" in body and page.locator("a[href='models.ipynb']").count() > 0
+        assert "demo" in body and page.locator("a[href='models.ipynb?project=demo']").count() > 0
         assert str(home / "data" / "workbench.sqlite") in body  # WORKBENCH_HOME reached the preheated kernel
     if name == "tuning":  # the latest tuning job: trials, best-so-far chart, the trained model
         page.locator(".bqplot").first.wait_for()
         assert page.locator(".bqplot path.line").count() >= 1 and "trained as model #" in body
+        boxes = page.locator(".widget-gridbox .widget-checkbox input[type=checkbox]")
+        assert boxes.count() == 15 and all(boxes.nth(i).is_visible() for i in range(15))  # every algorithm in view
+        assert sum(boxes.nth(i).is_checked() for i in range(15)) == 6 and "6 of 15 chosen" in body
     screenshot(page, screenshots, name)
 
 
-def test_training_end_to_end_then_the_model_is_listed_compared_and_charted(page, server, home, screenshots):
+def test_home_links_open_each_dashboard_on_that_rows_project(page, server):
+    open_dashboard(page, server, "home")
+    row = page.locator("table.wb-table tr", has_text="shop")
+    row.get_by_role("link", name="tuning").click()
+    page.locator(".wb-title", has_text="Tuning").wait_for()
+    wait_chosen(page, "Training data", "#")  # the preheated page switches to the project its address names
+    assert "project=shop" in page.url and chosen(page, "Project") == "shop"
+    assert "shop clicks" in chosen(page, "Training data")
+    page.locator(".wb-nav").get_by_role("link", name="Models").click()  # the navigation carries the project on
+    page.locator(".wb-title", has_text="Models").wait_for()
+    page.get_by_text("No model in this project yet").wait_for(timeout=60_000)
+    assert "project=shop" in page.url and chosen(page, "Project") == "shop"
+    assert_no_widget_error(page)
+
+
+def test_data_create_a_project_upload_a_file_and_the_path_box_keeps_the_key(page, server, home, tmp_path):
+    import workbench as wb
+
+    open_dashboard(page, server, "data")
+    new_project = page.get_by_text("New project").first.bounding_box()
+    assert new_project["y"] < page.get_by_text("Import training data").first.bounding_box()["y"]  # at the top
+    page.get_by_placeholder("movies").fill("uploaded")
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_text("Created project 'uploaded'").wait_for(timeout=60_000)
+    assert below(page, "Created project 'uploaded'", "Create project") and chosen(page, "Project") == "uploaded"
+    csv = tmp_path / "my clicks.csv"
+    clustered_interactions(n_users=30, n_items=20, per_user=4).to_csv(csv, index=False)
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name=re.compile("Choose file")).first.click()
+    chooser.value.set_files(str(csv))
+    page.get_by_text("my clicks.csv").first.wait_for(timeout=30_000)  # the chosen file's name, shown
+    page.get_by_role("button", name=re.compile(r"^\W*Import$")).click()
+    page.get_by_text("Imported training data").wait_for(timeout=60_000)
+    assert below(page, "Imported training data", re.compile(r"^\W*Import$"))
+    assert (home / "imports" / "uploads" / "my_clicks.csv").exists()
+    assert wb.open(home).training_data_sets("uploaded")["n_users"].tolist() == [30]
+
+    key = (home / "data" / "signing.key").read_bytes()
+    page.get_by_role("tab", name="Path").click()
+    page.get_by_placeholder("imports/ratings.csv").fill("data/signing.key")
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_text("is not in a folder for data").wait_for(timeout=30_000)
+    assert below(page, "is not in a folder for data", "Preview")
+    body = page.inner_text("body")
+    assert key.hex()[:16] not in body and key[:16].decode("latin-1") not in body
+    page.get_by_role("button", name="Create project").click()  # the next action clears the outcome
+    page.get_by_text("is not in a folder for data").wait_for(state="detached", timeout=30_000)
+    assert_no_widget_error(page)
+
+
+def test_tuning_in_the_browser_follows_its_log_and_ends_with_a_link_to_the_model(page, server, home):
+    open_dashboard(page, server, "tuning")
+    page.get_by_role("button", name="None", exact=True).click()
+    for name in ("TopPop", "RP3beta"):
+        page.get_by_role("checkbox", name=name, exact=True).check()
+    page.get_by_text("2 of 15 chosen").wait_for()
+    trials = page.locator(".widget-inline-hbox", has_text=re.compile(r"^Trials$")).locator("input").first
+    trials.fill("12")
+    trials.press("Tab")
+    page.get_by_role("button", name="Start tuning").click()
+    page.get_by_text("Produced").wait_for(timeout=180_000)
+    log = page.locator(".wb-log-box").first
+    assert "Trial 12: " in log.inner_text() and "Held-out split" in log.inner_text()
+    overflows, last_line_in_view = log.evaluate(LAST_LINE_IN_VIEW)
+    assert overflows and last_line_in_view  # the log is longer than its box, and shows its end
+    status = page.locator(".widget-html", has_text="Finished").first.inner_text()
+    assert "training the best" not in status
+    produced = page.locator(".wb-card", has_text="Produced").first
+    model_id = re.search(r"model #(\d+)", produced.inner_text()).group(1)
+    produced.get_by_role("link", name="Recommendations").click()
+    page.locator(".wb-title", has_text="Recommendations").wait_for()
+    wait_chosen(page, "Model", f"#{model_id} ")
+    assert f"model={model_id}" in page.url and "project=demo" in page.url
+    assert_no_widget_error(page)
+
+
+def test_training_end_to_end_then_the_model_is_ticked_compared_charted_and_downloaded(page, server, home, screenshots):
     import workbench as wb
 
     ws = wb.open(home)
@@ -126,28 +241,38 @@ def test_training_end_to_end_then_the_model_is_listed_compared_and_charted(page,
     open_dashboard(page, server, "training")
     page.get_by_role("button", name="New configuration").click()
     page.get_by_text("n_components", exact=True).first.wait_for()
+    assert page.get_by_label(re.compile("Score it on a held-out split")).is_checked()
     page.get_by_role("button", name="Start Training").click()
     page.get_by_text("is trained").wait_for(timeout=120_000)
     assert_no_widget_error(page)
     new = set(ws.models("demo")["id"]) - before
     assert len(new) == 1
     (model_id,) = new
-    assert f"Model #{model_id}" in page.inner_text("body")
+    assert f"Model #{model_id}" in page.inner_text("body") and "Held-out ndcg@20" in page.inner_text("body")
     screenshot(page, screenshots, "training")
 
-    open_dashboard(page, server, "models")  # a kernel preheated before the training: it reloads on view
-    page.get_by_text(f"#{model_id} IALS").first.wait_for(timeout=30_000)
-    options = page.locator("select[multiple] option")
-    labels = [options.nth(i).inner_text() for i in range(options.count())]  # spaces come as U+00A0
-    chosen = [label for label in labels if re.match(rf"#({model_id}|\d+)\s+(IALS|TopPop)\b", label)]
-    assert len(chosen) >= 2 and any(re.match(rf"#{model_id}\s", label) for label in chosen), labels
-    page.locator("select[multiple]").select_option(label=chosen)
+    open_dashboard(page, server, "models")  # a kernel preheated before the training: it reloads on request
+    row = page.locator(".wb-row").filter(has=page.locator("td", has_text=re.compile(rf"^{model_id}$")))
+    row.wait_for(timeout=30_000)
+    other = ws.model(min(before))
+    for ticked in (model_id, other.id):
+        page.locator(".wb-row").filter(has=page.locator("td", has_text=re.compile(rf"^{ticked}$"))) \
+            .locator("input[type=checkbox]").check()
+    page.get_by_text("2 selected").wait_for()
     page.get_by_role("button", name="Compare").click()
-    page.get_by_text(f"Compared {len(chosen)} models").wait_for(timeout=120_000)
+    page.get_by_text("Compared 2 models").wait_for(timeout=120_000)
+    assert below(page, "Compared 2 models", "Compare")
     page.locator(".bqplot rect.bar").first.wait_for(state="attached", timeout=30_000)
     assert page.locator(".bqplot").count() >= 6  # one chart per metric
+    assert page.locator("td.wb-best").count() >= 6  # the best highlighted in the tables
     assert_no_widget_error(page)
     screenshot(page, screenshots, "models")
+
+    with page.expect_download() as download:  # one click, streamed by the server
+        row.get_by_role("link", name=re.compile(r"\.wbm")).click()
+    saved = Path(download.value.path())
+    assert saved.read_bytes() == (home / ws.model(model_id).file).read_bytes()
+    assert not (home / "exports").exists()
 
 
 def test_a_typed_user_gets_recommendations_with_titles(page, server, home, screenshots):
@@ -156,8 +281,10 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     ws = wb.open(home)
     recommender = ws.load_model(ws.project("demo").active_model_id)
     user = str(recommender.user_ids[7])
-    open_dashboard(page, server, "recommendations")
-    page.get_by_placeholder("e.g. u42").fill(user)
+    page.goto(server.with_token(f"http://127.0.0.1:{server.port}/voila/render/recommendations.ipynb?project=demo"))
+    page.locator(".wb-title").first.wait_for(timeout=60_000)
+    page.get_by_text("model loaded").wait_for(timeout=60_000)
+    page.get_by_placeholder(re.compile(r"^e\.g\. ")).fill(user)
     page.locator("button").filter(has_text=re.compile(r"^\W*Recommend\W*$")).click()
     page.get_by_text("Top 10 recommendations").wait_for(timeout=60_000)
     body = page.inner_text("body")
@@ -165,6 +292,9 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     expected = {str(r["item_id"]) for r in recommender.recommend(user, cutoff=10)}
     assert expected and all(item in body for item in expected)
     assert sum(title in body for title in titles) >= 10  # profile and recommendations carry titles
+    assert re.search(r"30 of \d+ items shown|\(\d+ items in training\)", body)
+    width = page.evaluate("document.documentElement.clientWidth")
+    assert all(t.bounding_box()["x"] + t.bounding_box()["width"] <= width for t in page.locator("table.wb-table").all())
     assert_no_widget_error(page)
     screenshot(page, screenshots, "recommendations")
 
@@ -189,8 +319,9 @@ def test_pages_fetch_nothing_from_elsewhere_and_show_their_icons(page, server):
     assert elsewhere == [] and problems == [], elsewhere + problems
 
 
-def test_bench_smoke_measures_a_first_paint():
+def test_bench_smoke_measures_a_first_paint_and_a_first_click():
     bench = Path(__file__).resolve().parents[1] / "bench" / "bench_dashboards.py"
     result = subprocess.run([sys.executable, str(bench), "--smoke"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert re.search(r"^\| home \| \d+\.\d\d \| - \|$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\| first \| \d+\.\d\d \|$", result.stdout, re.MULTILINE), result.stdout  # a Recommend click

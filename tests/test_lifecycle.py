@@ -157,6 +157,19 @@ def test_background_training_reports_progress_and_log(workspace, dataset):
     assert "Training IALS" in messages and "written to" in messages
 
 
+def test_training_with_evaluate_records_the_held_out_score_compare_gives_then_fits_all_the_data(workspace, dataset):
+    config = workspace.create_configuration(dataset.project_id, "RP3beta")
+    plain = workspace.train(config, dataset)
+    assert plain.metrics == {}  # no score unless asked
+    scored = workspace.train(config, dataset, background=True, evaluate=True).wait(timeout=120)
+    assert scored.status == "SUCCESS" and {"ndcg@10", "recall@20", "coverage@20"} <= set(scored.metrics)
+    assert scored.n_interactions == plain.n_interactions  # the model itself learnt from every interaction
+    compared = workspace.compare([scored.id]).iloc[0]  # the same default held-out split
+    for metric in ("ndcg@10", "ndcg@20", "recall@20"):
+        assert scored.metrics[metric] == pytest.approx(compared[metric], abs=1e-9), metric
+    assert "Held-out score" in " ".join(workspace.task_log(model=scored.id)["message"])
+
+
 def test_a_killed_background_job_ends_as_failure_with_no_model_file(workspace, project):
     big = workspace.import_training_data(project, clustered_interactions(n_users=3000, n_items=800, per_user=30))
     config = workspace.create_configuration(project, "IALS", {"n_components": 256, "train_epochs": 400})

@@ -49,7 +49,7 @@ def test_the_tuning_record_mirrors_the_fields_users_know(workspace, demo):
     listing = workspace.tuning_jobs("demo")
     assert listing.loc[0, "trials_done"] == 3 and listing.loc[0, "status"] == "SUCCESS"
     lines = workspace.task_log(tuning_job=tuning.id)["message"]
-    assert sum(line.startswith("trial ") for line in lines) >= 3
+    assert sum(line.startswith("Trial ") for line in lines) >= 3
 
 
 def test_the_time_budget_holds(workspace, demo):

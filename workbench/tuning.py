@@ -151,6 +151,18 @@ def _trial_recorder(record: dict, reporter: jobs.Reporter, worker: int, started:
     return on_trial
 
 
+def _split_in_words(split: Split) -> str:
+    """The log line describing a tuning job's held-out split."""
+    config = split.config
+    hidden = {"random": f"a random {config.heldout_ratio:.0%} of the interactions of",
+              "latest": f"the latest {config.heldout_ratio:.0%} of the interactions of",
+              "time": f"the interactions after the {config.time_quantile:.0%} time quantile, of"}[config.scheme]
+    return (f"Held-out split ({config.scheme}, seed {config.seed}): {hidden} {split.n_val_users:,} validation users "
+            f"({split.n_heldout:,} interactions) are hidden; each trial learns from the other "
+            f"{split.n_train_interactions:,} interactions ({split.n_users:,} users, {split.n_items:,} items) and is "
+            "scored on how well it finds the hidden ones.")
+
+
 def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
@@ -186,7 +198,7 @@ def run_tuning_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> d
     dataset = ws.training_data(record["training_data_id"])
     reporter.progress(0.01, "preparing the split", force=True)
     split = split_for(ws, dataset, record["split"])
-    reporter.log(f"Split: {split.summary()}")
+    reporter.log(_split_in_words(split))
     storage = _study_storage(ws, record)
     shared = bool(record["storage"])  # a storage other processes and machines can join (tune-worker)
     if shared:
@@ -277,7 +289,7 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
         if finished >= record["n_trials"] or not running and not until_budget:
             return
         if timeout and time.monotonic() - started >= timeout:
-            reporter.log(f"timeout: not waiting for {running} running trial(s) of other workers")
+            reporter.log(f"The time budget is used up: not waiting for the {running} trial(s) other workers still run.")
             return
         if reporter.cancel_requested():
             return
@@ -312,11 +324,11 @@ def _copy_worker_trials(ws: "WorkspaceBase", record: dict, storage: str, reporte
 
 def record_best(ws: "WorkspaceBase", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
     """Save the best configuration and, when asked, train it on all the data."""
-    reporter.log(f"Best: {result.best_algorithm} {result.best_params} "
-                 f"{record['metric']}@{record['cutoff']}={result.best_score:.4f} "
-                 f"({result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed)")
     config = ws.create_configuration(record["project_id"], result.best_algorithm, result.best_params,
                                      name=f"tuned-{record['id']}-{result.best_algorithm}", tuning_job_id=record["id"])
+    reporter.log(f"Best: {result.best_algorithm}, {record['metric']}@{record['cutoff']} {result.best_score:.4f}, saved as "
+                 f"configuration #{config.id} {config.name!r}. Trials: {result.n_complete} complete, {result.n_pruned} "
+                 f"stopped early, {result.n_failed} failed.")
     ws.catalog.update("tuning_jobs", record["id"], {"best_score": result.best_score, "best_configuration_id": config.id})
     outcome = {"tuning_job_id": record["id"], "best_configuration_id": config.id, "best_score": result.best_score}
     if record["train_after_tuning"]:
@@ -326,7 +338,7 @@ def record_best(ws: "WorkspaceBase", record: dict, result: search.SearchResult, 
         ws.catalog.update("tuning_jobs", record["id"], {"model_id": model_id})
         ws.catalog.update("models", model_id, {"metrics": {f"val_{record['metric']}@{record['cutoff']}": result.best_score}})
         jobs.run_job(ws.catalog, model_job, lambda _job, model_reporter: train_model(ws, model_id, model_reporter))
-        reporter.log(f"Trained model {model_id} with the best configuration.")
+        reporter.log(f"Trained model #{model_id} ({result.best_algorithm}) with the best configuration on all the data.")
         outcome["model_id"] = model_id
     return outcome
 

@@ -30,9 +30,15 @@ class Workspace(WorkspaceBase):
 
     # Training and models
 
-    def train(self, configuration: Any, training_data: Any, background: bool = False) -> TrainedModel:
-        """Train a configuration on a training data set; `background=True` returns at once."""
-        return training.train(self, configuration, training_data, background=background)
+    def train(self, configuration: Any, training_data: Any, background: bool = False,
+              evaluate: bool = False) -> TrainedModel:
+        """Train a configuration on a training data set; `background=True` returns at once.
+
+        evaluate: first fit it on the training part of the data's default held-out split (the one
+        `compare` uses by default) and record its scores (ndcg@10, recall@20...) in the model's
+        `metrics`, then train on all the data; training takes about twice as long.
+        """
+        return training.train(self, configuration, training_data, background=background, evaluate=evaluate)
 
     def models(self, project: Any = None) -> pd.DataFrame:
         return models.list_models(self, project)

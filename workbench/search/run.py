@@ -80,10 +80,9 @@ def run_search(
         enqueue_seeds(study, portfolio, split)
 
     logf(
-        f"searching {', '.join(names)} for {metric}@{cutoff}: {n_trials} trials"
-        + (f", timeout {timeout:g} s" if timeout else "")
-        + f" on {split.n_users:,} users x {split.n_items:,} items "
-        f"({split.n_val_users:,} validation users)"
+        f"Searching {', '.join(names)} for the best {metric}@{cutoff}: {n_trials} trials"
+        + (f", {timeout:g} s at most" if timeout else "")
+        + f", on {split.n_users:,} users × {split.n_items:,} items."
     )
     limits = TrialLimits(deadline=None if timeout is None else started + float(timeout), timeout=timeout,
                          per_trial_timeout=per_trial_timeout, should_stop=should_stop, max_epochs=max_epochs)
@@ -106,13 +105,13 @@ def _run_trials(study: optuna.Study, runner: TrialRunner, portfolio: list[Algori
     limits = runner.limits
     for _ in range(n_trials):
         if limits.should_stop is not None and limits.should_stop():
-            log("search cancelled")
+            log("Cancelled: no more trials.")
             return "cancelled"
         if limits.deadline is not None and time.perf_counter() >= limits.deadline:
-            log("search timeout reached")
+            log("The time budget is used up: no more trials.")
             return "timeout"
         if max_study_trials is not None and study_trial_count(study) >= max_study_trials:
-            log(f"the study has its {max_study_trials} trials")
+            log(f"The study has its {max_study_trials} trials (counting every worker's).")
             return "budget"
         if strategy == "bandit" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             n_all = len(study.get_trials(deepcopy=False))
@@ -123,11 +122,12 @@ def _run_trials(study: optuna.Study, runner: TrialRunner, portfolio: list[Algori
             # Another process started a trial at the same moment; the earlier starts keep the budget.
             trial.set_user_attr(SKIPPED_ATTR, "the study's trial budget was reached")
             study.tell(trial, state=TrialState.FAIL)
-            log(f"the study has its {max_study_trials} trials")
+            log(f"The study has its {max_study_trials} trials (counting every worker's).")
             return "budget"
         info = runner.run(study, trial)
         if info is None:
-            log(f"trial {trial.number}: {trial.params.get('algorithm')} would overrun the search timeout; stopping")
+            log(f"Stopping before trial {trial.number + 1} ({trial.params.get('algorithm')}): it would overrun the time "
+                "budget.")
             return "timeout"
         log(runner.message(info))
         if on_trial is not None:

@@ -137,20 +137,20 @@ class TrialRunner:
         return info
 
     def message(self, info: dict) -> str:
-        """The log line of a trial."""
-        score = info.get("score")
-        s = "-" if score is None else f"{score:.4f}"
-        extra = ""
-        if info.get("epochs"):
-            extra = f", {info['epochs']} epochs"
-        if info.get("error"):
-            extra += f" ({info['error']})"
-        best = info.get("best_so_far")
-        return (
-            f"trial {info['number']} {info.get('algorithm')} {info['state']}: {self.metric}@{self.cutoff}={s}"
-            f" in {info['seconds']:.2f} s{extra}; best {'-' if best is None else f'{best:.4f}'}"
-            f" | {info.get('params')}"
-        )
+        """The log line of a trial, for people: number, algorithm, score, seconds, key parameters."""
+        shown = list((info.get("params") or {}).items())
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown[:5])
+        params = f" ({params}{', …' if len(shown) > 5 else ''})" if shown else ""
+        head = f"Trial {info['number'] + 1}: {info.get('algorithm')}"
+        score, metric = info.get("score"), f"{self.metric}@{self.cutoff}"
+        took = f"in {info['seconds']:.1f} s"
+        if info["state"] == "FAIL":
+            return f"{head} failed {took}: {info.get('error')}"
+        if info["state"] == "PRUNED":
+            reached = "" if score is None else f", {metric} {score:.4f} after {info.get('epochs')} epochs"
+            return f"{head} stopped early {took}, behind earlier trials{reached}{params}"
+        best = " · new best" if score is not None and score == info.get("best_so_far") else ""
+        return f"{head} {metric} {score:.4f} {took}{best}{params}"
 
     def _would_overrun(self, algo: Algorithm, params: dict) -> bool:
         """Would a non-iterative fit, judged by this process's earlier fits of the algorithm,

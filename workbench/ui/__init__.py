@@ -4,8 +4,15 @@
     app = ModelsDashboard()        # wb.open() by default, or ModelsDashboard(ws, project="demo")
     app                            # display it (a Voila page, or a JupyterLab cell)
 
+Under Voila a dashboard opens on the project (and model) its address names:
+`models.ipynb?project=movies&model=12`; its links carry them to the other dashboards.
+
 Every dashboard is an ipywidgets VBox whose actions are methods and buttons, so they can be
 driven headless in tests: `app.select(3); app.activate_button.click()`.
+
+Shared parts: `page` (the address, links, navigation, style), `dashboard` (the base class),
+`controls`, `tables`, `charts`, `monitor` (following a job), `format` (text and HTML), `files`
+(paths and uploads a dashboard may read).
 """
 
 from .data import DataDashboard

@@ -1,4 +1,4 @@
-"""Home: every project with its counts and active model, and the way to the other dashboards."""
+"""Home: every project with its counts and active model, and the way to each dashboard of that project."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .common import DASHBOARDS, Dashboard, DataTable, is_missing, section
+from .controls import section
+from .dashboard import Dashboard
+from .format import is_missing
+from ..dashboards import DASHBOARDS
+from .page import anchor, page_link
+from .tables import DataTable
 
 DESCRIPTIONS = {
     "data": "create projects, import interactions and item metadata",
@@ -17,6 +22,7 @@ DESCRIPTIONS = {
     "models": "list, compare, activate, download, retrain and delete models",
     "recommendations": "look at what a model recommends, for known and new users",
 }
+PROJECT_PAGES = ("data", "tuning", "training", "models", "recommendations")
 
 
 class HomeDashboard(Dashboard):
@@ -41,7 +47,7 @@ class HomeDashboard(Dashboard):
             section("Dashboards", self.links),
         ]
         self.frame = pd.DataFrame()
-        self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
+        self.open_page()
 
     def refresh(self) -> None:
         if self.ws is None:
@@ -52,24 +58,20 @@ class HomeDashboard(Dashboard):
         algorithm_of = dict(zip(models["id"], models["algorithm"]))
         rows = []
         for p in projects.itertuples(index=False):
-            active = p.active_model_id
-            if is_missing(active):
-                active_html = "<span class='wb-muted'>none</span>"
-            else:
-                active_html = (f"<a href='recommendations.ipynb'>#{int(active)} "
-                               f"{html.escape(str(algorithm_of.get(int(active), '')))}</a>")
+            active = None if is_missing(p.active_model_id) else int(p.active_model_id)
             rows.append({
-                "project": f"<b>{html.escape(p.name)}</b>",
+                "project": f"<b>{anchor(page_link('data', p.name), p.name)}</b>",
                 "user / item / time columns": " / ".join(str(c) for c in (p.user_column, p.item_column, p.time_column)
                                                          if not is_missing(c)),
                 "training data": int(p.n_training_data),
                 "configurations": int(p.n_configurations),
                 "models": int(p.n_models),
-                "active model": active_html,
-                "open": " · ".join(f"<a href='{n}.ipynb'>{n}</a>" for n in ("data", "tuning", "training", "models")),
+                "active model": ("<span class='wb-muted'>none</span>" if active is None else
+                                 anchor(page_link("recommendations", p.name, active),
+                                        f"#{active} {algorithm_of.get(active, '')}".strip())),
+                "open": " · ".join(anchor(page_link(name, p.name), name) for name in PROJECT_PAGES),
             })
         self.frame = pd.DataFrame(rows)
         self.table.set_frame(self.frame)
         if not len(projects):
-            self.banner.info("The catalog has no project yet: create one in the Data dashboard, or run `workbench demo`.")
-
+            self.banner.info("The catalog has no project yet: create one in the Data dashboard.")

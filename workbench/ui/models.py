@@ -1,31 +1,44 @@
-"""Models: the list with statistics and metrics; compare, activate, download, retrain and delete."""
+"""Models: the list with statistics and metrics, selected in the table itself; compare, activate,
+retrain and delete the selection; download any model's signed file in one click."""
 
 from __future__ import annotations
 
-import base64
 import html
 import re
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import ValidationError
-from .common import Banner, Dashboard, DataTable, JobMonitor, bar_chart, html_table, human_size, section, set_options
-from .training import model_card
+from .charts import bar_chart
+from .controls import section
+from .dashboard import Dashboard
+from .format import human_size
+from .monitor import JobMonitor
+from .page import anchor
+from .tables import DataTable
+from .training import download_link, model_card
 
 CUTOFFS = (10, 20)
-DOWNLOAD_LIMIT = 25 * 1024 * 1024  # larger files are exported to a path, not sent to the browser
-_METRIC = re.compile(r"^(?:val_)?[a-z]+@\d+$")
-BASE_COLUMNS = ["id", "algorithm", "configuration", "status", "active", "n_users", "n_items", "n_interactions"]
+_METRIC = re.compile(r"^(?:val_)?[a-z_]+@\d+$")
+METRIC_ORDER = ("ndcg", "map", "recall", "hit", "precision", "coverage", "novelty", "diversity", "popularity_bias")
+# the metrics whose highest value is the best (popularity bias is neither: 0 means as popular as the users' own)
+HIGHER_IS_BETTER = METRIC_ORDER[:-1]
+# shown at first; the rest (sizes, every other metric, seconds) a click on "Columns" away
+DEFAULT_COLUMNS = ["id", "algorithm", "configuration", "status", "active", "ndcg@10", "ndcg@20", "val_ndcg@20",
+                   "trained_at", "file", "top-N"]
+COMPARISON_METRICS = [f"{metric}@{cutoff}" for cutoff in CUTOFFS for metric in HIGHER_IS_BETTER]
+COMPARISON_COLUMNS = ["model_id", "algorithm", "configuration",
+                      *(f"{metric}@{max(CUTOFFS)}" for metric in METRIC_ORDER), "fit_seconds"]
 
 
-METRIC_ORDER = ("ndcg", "map", "recall", "hit", "precision", "coverage")
+def higher_is_better(column: str) -> bool:
+    return column.removeprefix("val_").split("@")[0] in HIGHER_IS_BETTER
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Metric columns: validation metrics of tuning last, then by metric (nDCG first) and cutoff."""
+    """Metric columns: by metric (nDCG first) and cutoff, validation metrics of tuning last."""
     def key(column: str) -> tuple:
         name, cutoff = column.removeprefix("val_").split("@")
         rank = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
@@ -34,43 +47,22 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return sorted((str(c) for c in frame.columns if _METRIC.match(str(c))), key=key)
 
 
-def models_view(frame: pd.DataFrame, data_names: dict[int, str]) -> pd.DataFrame:
-    """The columns the Models table shows, in order."""
-    if not len(frame):
-        return pd.DataFrame(columns=BASE_COLUMNS)
-    view = frame[[c for c in BASE_COLUMNS if c in frame.columns]].copy()
-    if "explained_variance_ratio" in frame.columns:
-        view["explained_variance"] = frame["explained_variance_ratio"]
-    for column in metric_columns(frame):
-        view[column] = frame[column]
-    view["trained_on"] = [f"#{int(d)} {data_names.get(int(d), '')}".strip() for d in frame["data"]]
-    view["train_seconds"] = frame["train_seconds"]
-    view["trained_at"] = frame["trained_at"]
-    view["file_size"] = [human_size(s) for s in frame["filesize"]]
-    return view
-
-
-def selection_label(row: Any) -> str:
-    flags = [row.status] + (["active"] if bool(row.active) else [])
-    return f"#{row.id} {row.algorithm} · {row.configuration} · {', '.join(flags)}"
-
-
 class ModelsDashboard(Dashboard):
     name = "models"
     title = "Models"
-    subtitle = "Every trained model of the project. Select some to compare, activate, download, retrain or delete."
+    subtitle = "Every trained model of the project. Tick models in the table to compare, activate, retrain or delete them."
 
-    def __init__(self, ws: Any = None, project: Any = None) -> None:
-        super().__init__(ws, project)
+    def __init__(self, ws: Any = None, project: Any = None, model: Any = None) -> None:
+        super().__init__(ws, project, model)
         w, L = widgets, widgets.Layout
-        self.table = DataTable(page_size=15, empty="No model in this project yet: train one in Tuning or Training.")
-        self.selection = w.SelectMultiple(options=[], rows=8, layout=L(width="560px"), description="Selected",
-                                          style={"description_width": "70px"})
+        self.table = DataTable(page_size=15, empty="No model in this project yet: train one in Tuning or Training.",
+                               columns=DEFAULT_COLUMNS, html_columns={"file", "top-N"}, selectable=True, key="id")
+        self.table.on_select = lambda _: self._selection_changed()
+        self.selection_label = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=L(width="100px"))
         self.compare_button = w.Button(description="Compare", icon="bar-chart", button_style="primary",
-                                       tooltip="evaluate the selected models on one shared held-out split")
+                                       tooltip="score the ticked models on one shared held-out split")
         self.activate_button = w.Button(description="Activate", icon="check", tooltip="make it the project's active model")
-        self.download_button = w.Button(description="Download", icon="download", tooltip="export the signed model file")
         self.retrain_button = w.Button(description="Retrain", icon="repeat",
                                        tooltip="train the same configuration on the project's latest data")
         self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
@@ -81,37 +73,41 @@ class ModelsDashboard(Dashboard):
                                   layout=L(align_items="center"))
         self.confirm_box.layout.display = "none"
         self.pending_delete: list[int] = []
+        self.message = self.outcome()
         for button, action in ((self.refresh_button, self.refresh), (self.compare_button, self.compare),
-                               (self.activate_button, self.activate), (self.download_button, self.download),
-                               (self.retrain_button, self.retrain), (self.delete_button, self.ask_delete),
-                               (self.confirm_button, self.confirm_delete), (self.cancel_delete_button, self.cancel_delete)):
-            button.on_click(self.guard(lambda _, action=action: action()))
-        self.message = Banner()
-        self.download_link = w.HTML()
+                               (self.activate_button, self.activate), (self.retrain_button, self.retrain),
+                               (self.delete_button, self.ask_delete), (self.confirm_button, self.confirm_delete),
+                               (self.cancel_delete_button, self.cancel_delete)):
+            self.on_click(button, action, self.message)
         self.monitor = JobMonitor()
-        self.monitor.on_error = self.banner.error
+        self.monitor.on_error = self.message.error
         self.retrained = w.HTML()
-        self.comparison_table = w.HTML()
+        self.comparison_table = DataTable(page_size=20, empty="Tick models and press Compare.", searchable=False,
+                                          columns=COMPARISON_COLUMNS, best=COMPARISON_METRICS)
         self.charts = w.Box(layout=L(display="flex", flex_flow="row wrap"))
         self.comparison: pd.DataFrame | None = None
         self.frame = pd.DataFrame()
         self.body.children = [
             self.table,
-            section("Actions", self.selection,
-                    w.HBox([self.compare_button, self.activate_button, self.download_button, self.retrain_button,
-                            self.delete_button, self.refresh_button]),
-                    self.confirm_box, self.message, self.download_link, self.monitor, self.retrained),
+            w.HBox([self.selection_label, self.compare_button, self.activate_button, self.retrain_button,
+                    self.delete_button, self.refresh_button], layout=L(align_items="center", flex_flow="row wrap")),
+            self.confirm_box, self.message, self.monitor, self.retrained,
             section("Comparison", self.comparison_table, self.charts,
                     note="Each configuration is re-fit on the training part of one shared split and scored on "
-                         "the held-out part, so the numbers are comparable."),
+                         "the held-out part, so the numbers are comparable. The best is in green."),
         ]
-        self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
+        self.open_page()
 
     # --- state
 
+    @property
+    def current_model(self) -> int | None:
+        return self.table.selected[0] if len(self.table.selected) == 1 else None
+
     def on_project_change(self) -> None:
-        self.comparison_table.value = ""
+        self.comparison_table.set_frame(pd.DataFrame())
         self.charts.children = []
+        self.table.select()
         self.refresh()
 
     def refresh(self) -> None:
@@ -121,27 +117,57 @@ class ModelsDashboard(Dashboard):
         if project is None:
             self.frame = pd.DataFrame()
             self.table.set_frame(pd.DataFrame())
-            set_options(self.selection, [])
             return
         frame = self.ws.models(project)
         datasets = self.ws.training_data_sets(project)
-        names = dict(zip(datasets["id"].astype(int), datasets["name"]))
         self.frame = frame
-        self.table.set_frame(models_view(frame, names))
-        options = [(selection_label(r), int(r.id)) for r in frame.itertuples(index=False)]
-        set_options(self.selection, options)
+        self.table.best = [column for column in metric_columns(frame) if higher_is_better(column)]
+        self.table.set_frame(self.view(frame, dict(zip(datasets["id"].astype(int), datasets["name"]))))
+        if self.wanted_model is not None:
+            wanted, self.wanted_model = self.wanted_model, None
+            if wanted in set(frame["id"]):
+                self.table.select(wanted)
+        self._selection_changed()
+
+    def view(self, frame: pd.DataFrame, data_names: dict[int, str]) -> pd.DataFrame:
+        """The Models table: the chosen columns, a download link and a link to its recommendations per model."""
+        base = ["id", "algorithm", "configuration", "status", "active", "n_users", "n_items", "n_interactions"]
+        if not len(frame):
+            return pd.DataFrame(columns=base)
+        view = frame[[c for c in base if c in frame.columns]].copy()
+        if "explained_variance_ratio" in frame.columns:
+            view["explained_variance"] = frame["explained_variance_ratio"]
+        for column in metric_columns(frame):
+            view[column] = frame[column]
+        view["trained_on"] = [f"#{int(d)} {data_names.get(int(d), '')}".strip() for d in frame["data"]]
+        view["train_seconds"] = frame["train_seconds"]
+        view["trained_at"] = frame["trained_at"]
+        view["file_size"] = [human_size(s) for s in frame["filesize"]]
+        ready = frame["status"].eq("SUCCESS").tolist()
+        view["file"] = [download_link(int(i), name, size) if ok else ""
+                        for i, name, size, ok in zip(frame["id"], frame["basename"], frame["filesize"], ready)]
+        view["top-N"] = [anchor(self.link("recommendations", int(i)), "try") if ok else ""
+                       for i, ok in zip(frame["id"], ready)]
+        return view
+
+    def _selection_changed(self) -> None:
+        ids = self.table.selected
+        self.selection_label.value = (f"<span class='wb-muted'>{len(ids)} selected: "
+                                      f"{html.escape(', '.join(f'#{i}' for i in ids))}</span>" if ids else
+                                      "<span class='wb-muted'>Tick models in the table:</span>")
+        self.update_links()
 
     def selected(self, at_least: int = 1, at_most: int | None = None) -> list[int]:
-        ids = list(self.selection.value)
+        ids = [int(i) for i in self.table.selected]
         if len(ids) < at_least:
-            raise ValidationError("Select a model in the list first." if at_least == 1
-                                  else f"Select at least {at_least} models.")
+            raise ValidationError("Tick a model in the table first." if at_least == 1
+                                  else f"Tick at least {at_least} models in the table.")
         if at_most is not None and len(ids) > at_most:
-            raise ValidationError(f"Select just {'one model' if at_most == 1 else f'{at_most} models'} for this.")
+            raise ValidationError(f"Tick just {'one model' if at_most == 1 else f'{at_most} models'} for this.")
         return ids
 
     def select(self, *model_ids: int) -> None:
-        self.selection.value = tuple(int(m) for m in model_ids)
+        self.table.select(*(int(m) for m in model_ids))
 
     # --- actions
 
@@ -158,7 +184,8 @@ class ModelsDashboard(Dashboard):
             raise ValidationError(f"Model #{active[0]} is the active model: activate another model before deleting it.")
         self.pending_delete = ids
         names = ", ".join(f"#{m}" for m in ids)
-        self.confirm_text.value = f"<b>Delete model{'s' if len(ids) > 1 else ''} {names} and {'their files' if len(ids) > 1 else 'its file'}?</b> This cannot be undone. "
+        self.confirm_text.value = (f"<b>Delete model{'s' if len(ids) > 1 else ''} {names} and "
+                                   f"{'their files' if len(ids) > 1 else 'its file'}?</b> This cannot be undone. ")
         self.confirm_box.layout.display = ""
 
     def cancel_delete(self) -> None:
@@ -177,29 +204,11 @@ class ModelsDashboard(Dashboard):
             self.refresh()
         self.message.success(f"Deleted model{'s' if len(deleted) > 1 else ''} {', '.join(f'#{m}' for m in deleted)}.")
 
-    def download(self) -> Path:
-        (model_id,) = self.selected(at_most=1)
-        folder = Path(self.ws.home) / "exports"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = self.ws.export_model(model_id, folder)
-        size = path.stat().st_size
-        if size <= DOWNLOAD_LIMIT:
-            data = base64.b64encode(path.read_bytes()).decode()
-            link = (f"<a download='{html.escape(path.name)}' href='data:application/octet-stream;base64,{data}' "
-                    f"class='wb-download'>⬇ Save {html.escape(path.name)} ({human_size(size)})</a>")
-        else:
-            link = "<span class='wb-muted'>(too large to send through the page: copy it from the server)</span>"
-        self.download_link.value = (f"<div class='wb-card'>{link}<br><span class='wb-muted'>Exported to "
-                                    f"{html.escape(str(path))}; verify with <code>ws.inspect_model_file(path)</code>."
-                                    f"</span></div>")
-        self.message.success(f"Model #{model_id} exported.")
-        return path
-
     def retrain(self) -> Any:
         (model_id,) = self.selected(at_most=1)
         model = self.ws.model(model_id)
         data = self.ws.latest_training_data(model.project_id)
-        new = self.ws.train(model.configuration_id, data, background=True)
+        new = self.ws.train(model.configuration_id, data, background=True, evaluate=True)
         self.message.info(f"Retraining configuration #{model.configuration_id} ({model.algorithm}) of model "
                           f"#{model_id} on training data #{data.id} as model #{new.id}…")
         self.retrained.value = ""
@@ -210,9 +219,12 @@ class ModelsDashboard(Dashboard):
             self.retrain_button.disabled = False
             fresh = self.ws.model(new.id)
             self.refresh()
-            self.retrained.value = model_card(fresh)
+            links = (f"{anchor(self.link('recommendations', new.id), 'Recommendations')}")
+            self.retrained.value = model_card(fresh, links)
             if record["status"] == "SUCCESS":
                 self.message.success(f"Model #{new.id} retrained from model #{model_id}'s configuration.")
+                self.monitor.conclude(f"<b>Produced</b>: model #{new.id} · {links} · "
+                                      f"{download_link(fresh.id, fresh.basename, fresh.filesize)}")
             else:
                 self.message.error(f"Retraining ended {record['status']}: {record.get('error') or ''}")
 
@@ -221,31 +233,27 @@ class ModelsDashboard(Dashboard):
 
     def compare(self, background: bool = True) -> None:
         ids = self.selected()
-        ok = self.frame[self.frame["id"].isin(ids)]
-        not_ready = ok[ok["status"] != "SUCCESS"]["id"].tolist()
+        chosen = self.frame[self.frame["id"].isin(ids)]
+        not_ready = chosen[chosen["status"] != "SUCCESS"]["id"].tolist()
         if not_ready:
             raise ValidationError(f"Model #{not_ready[0]} is not trained successfully; it cannot be compared.")
-
-        def work() -> pd.DataFrame:
-            return self.ws.compare(ids, cutoffs=CUTOFFS)
 
         def done(frame: pd.DataFrame) -> None:
             self.show_comparison(frame)
             self.refresh()
-            self.message.success(f"Compared {len(ids)} model{'s' if len(ids) > 1 else ''} on one shared split.")
+            self.table.show_columns(*(f"{m}@{c}" for m in ("ndcg", "recall") for c in CUTOFFS))
+            self.message.success(f"Compared {len(ids)} model{'s' if len(ids) > 1 else ''} on one shared split: "
+                                 f"the best is #{int(frame['model_id'].iloc[0])} {frame['algorithm'].iloc[0]}.")
 
-        if background:
-            self.run_background(work, done, buttons=[self.compare_button],
-                                message=f"Comparing {len(ids)} models on one shared split (re-fitting each)…")
-        else:
-            done(work())
+        self.run_background(lambda: self.ws.compare(ids, cutoffs=CUTOFFS), done, self.message, [self.compare_button],
+                            f"Comparing {len(ids)} models on one shared split (re-fitting each)…", background)
 
     def show_comparison(self, frame: pd.DataFrame) -> None:
-        """The comparison table and one bar chart per metric (at the largest cutoff; the table has all)."""
+        """The comparison table and one bar chart per metric (at the largest cutoff; the table has all),
+        the best of each highlighted."""
         self.comparison = frame
-        self.comparison_table.value = html_table(frame)
+        self.comparison_table.set_frame(frame)
         labels = [f"#{int(m)} {a}" for m, a in zip(frame["model_id"], frame["algorithm"])]
         cutoff = max(CUTOFFS)
-        charts = [bar_chart(column, labels, frame[column].tolist())
-                  for column in frame.columns if str(column).endswith(f"@{cutoff}")]
-        self.charts.children = charts
+        self.charts.children = [bar_chart(column, labels, frame[column].tolist(), best=higher_is_better(column))
+                                for column in metric_columns(frame) if column.endswith(f"@{cutoff}")]

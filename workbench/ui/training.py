@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
 import ipywidgets as widgets
@@ -12,7 +11,12 @@ import pandas as pd
 from .. import algorithms
 from ..errors import ValidationError
 from ..records import TrainedModel
-from .common import Banner, Dashboard, JobMonitor, human_size, is_missing, record_card, section, set_options
+from ..voila_download import download_url
+from .controls import no_null_tooltips, section, set_options
+from .dashboard import Dashboard
+from .format import human_size, is_missing, record_card
+from .monitor import JobMonitor
+from .page import anchor
 
 EXISTING, NEW = "existing", "new"
 NONE = "(none)"  # a Dropdown shows nothing for the value None
@@ -53,6 +57,7 @@ class ParamForm(widgets.VBox):
                 hints.append(f"≥ {spec['min']}")
             elif "max" in spec:
                 hints.append(f"≤ {spec['max']}")
+            field.tooltip = "; ".join(hints)
             rows.append(widgets.HBox([field, widgets.HTML(f"<span class='wb-muted'>{html.escape('; '.join(hints))}</span>")]))
         if not rows:
             rows.append(widgets.HTML("<span class='wb-muted'>This algorithm has no parameters.</span>"))
@@ -88,22 +93,34 @@ def data_label(row: Any) -> str:
     return f"#{row.id} {row.name} · {int(row.n_rows):,} rows, {int(row.n_users):,} users, {int(row.n_items):,} items"
 
 
-def model_card(model: TrainedModel) -> str:
+def download_link(model_id: int, basename: Any, filesize: Any) -> str:
+    """A one-click link streaming a model's signed file from the dashboard server (HTML)."""
+    name = html.escape(str(basename or f"{model_id}.wbm"))
+    return (f"<a href='{html.escape(download_url(model_id), quote=True)}' download='{name}' class='wb-download' "
+            f"title='download the signed model file'>⬇ {name} ({human_size(filesize)})</a>")
+
+
+CARD_METRICS = ("ndcg@10", "ndcg@20", "recall@20", "coverage@20")  # the scores a model's card shows
+
+
+def model_card(model: TrainedModel, links: str = "") -> str:
+    """A trained model's record (HTML): statistics, key held-out scores, its file and `links` (HTML)."""
+    metrics = model.metrics or {}
     fields = {
         "id": model.id, "status": model.status, "algorithm": model.algorithm,
         "configuration": f"#{model.configuration_id} {model.configuration}",
-        "params": json.dumps(model.params, default=str),
+        "params": model.params,
         "trained on": f"training data #{model.training_data_id}",
-        "n_users": model.n_users, "n_items": model.n_items,
-        "n_interactions": model.n_interactions,
+        **{name: value for name, value in metrics.items() if name in CARD_METRICS or name.startswith("val_")},
+        "users × items": f"{model.n_users or 0:,} × {model.n_items or 0:,}",
+        "interactions": f"{model.n_interactions or 0:,}",
         "train_seconds": model.train_seconds,
-        "file": model.basename, "filesize": human_size(model.filesize),
-        "irspack_version": model.irspack_version, "trained_at": model.ins_datetime,
+        **(model.stats or {}),
+        "file": download_link(model.id, model.basename, model.filesize) if model.status == "SUCCESS" else "",
+        "trained_at": model.ins_datetime,
     }
-    stats = model.stats or {}
-    metrics = model.metrics or {}
-    fields.update({k: v for k, v in {**stats, **metrics}.items()})
-    return record_card(f"Model #{model.id}", fields)
+    card = record_card(f"Model #{model.id}", fields, html_fields={"file"})
+    return card + (f"<div style='margin-top:6px'>{links}</div>" if links else "")
 
 
 class TrainingDashboard(Dashboard):
@@ -130,25 +147,30 @@ class TrainingDashboard(Dashboard):
         self.new_box = w.VBox([w.HBox([self.algorithm, self.algorithm_info]), self.config_name, self.form_box])
         self.data = w.Dropdown(description="Training data", options=[], layout=L(width="560px"),
                                style={"description_width": "100px"})
+        self.evaluate = w.Checkbox(value=True, indent=False, layout=L(width="auto"),
+                                   description="Score it on a held-out split first (training takes about twice as long)")
         self.start_button = w.Button(description="Start Training", icon="play", button_style="primary",
                                      layout=L(width="160px"))
-        self.start_button.on_click(self.guard(lambda _: self.start()))
-        self.message = Banner()
+        self.message = self.outcome()
+        self.on_click(self.start_button, self.start, self.message)
         self.monitor = JobMonitor()
-        self.monitor.on_error = self.banner.error
+        self.monitor.on_error = self.message.error
         self.result = w.HTML()
-        self.model: dict | None = None
+        self.model: TrainedModel | None = None
         self.mode.observe(self.guard(lambda _: self._show_mode()), "value")
         self.algorithm.observe(self.guard(lambda _: self._build_form()), "value")
         self.configuration.observe(self.guard(lambda _: self._show_configuration()), "value")
         self.body.children = [
             section("Configuration", self.mode, self.existing_box, self.new_box),
-            section("Training data", self.data),
+            section("Training data", self.data, self.evaluate),
             w.HBox([self.start_button]), self.message, self.monitor, self.result,
         ]
         self._build_form()
-        self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
+        self.open_page()
 
+    @property
+    def current_model(self) -> int | None:
+        return self.model.id if self.model is not None else None
 
     def refresh(self) -> None:
         if self.ws is None:
@@ -158,7 +180,6 @@ class TrainingDashboard(Dashboard):
         datasets = self.ws.training_data_sets(project) if project is not None else pd.DataFrame()
         options = [(configuration_label(r), int(r.id)) for r in configs.iloc[::-1].itertuples(index=False)]
         set_options(self.configuration, options)
-        self._configs = configs
         options = [(data_label(r), int(r.id)) for r in datasets.iloc[::-1].itertuples(index=False)]
         set_options(self.data, options)
         if not len(configs) and self.mode.value == EXISTING:
@@ -182,6 +203,7 @@ class TrainingDashboard(Dashboard):
 
     def _build_form(self) -> None:
         self.form = ParamForm(self.algorithm.value)
+        no_null_tooltips(self.form)
         self.form_box.children = [self.form]
         self.algorithm_info.value = f"<span class='wb-muted'>{html.escape(self.form.algorithm.description)}</span>"
 
@@ -202,17 +224,11 @@ class TrainingDashboard(Dashboard):
 
     def start(self, background: bool = True) -> Any:
         """Start training in a worker process and follow it; returns the (pending) model record."""
-        self.message.clear()
         self.result.value = ""
         if self.data.value is None:
-            self.message.error("Choose training data (import some in the Data dashboard).")
-            return None
-        try:
-            config = self.chosen_configuration()
-            model = self.ws.train(config, self.data.value, background=background)
-        except Exception as error:
-            self.message.error(error)
-            return None
+            raise ValidationError("Choose training data (import some in the Data dashboard).")
+        config = self.chosen_configuration()
+        model = self.ws.train(config, self.data.value, background=background, evaluate=bool(self.evaluate.value))
         self.model = model
         self.message.info(f"Training model #{model.id} ({config.algorithm}, configuration #{config.id})…")
         self.start_button.disabled = True
@@ -225,10 +241,16 @@ class TrainingDashboard(Dashboard):
         self.start_button.disabled = False
         model = self.ws.model(self.model.id)
         self.model = model
-        self.result.value = model_card(model)
-        if record["status"] == "SUCCESS":
-            self.message.success(f"Model #{model.id} is trained. See it in the Models and Recommendations dashboards.")
-            self.result.value += ("<div style='margin-top:6px'><a href='models.ipynb'>Models</a> · "
-                                  "<a href='recommendations.ipynb'>Recommendations</a></div>")
-        else:
+        self.update_links()
+        if record["status"] != "SUCCESS":
+            self.result.value = model_card(model)
             self.message.error(f"Training of model #{model.id} ended {record['status']}: {record.get('error') or ''}")
+            return
+        links = (f"{anchor(self.link('models', model.id), 'Models')} · "
+                 f"{anchor(self.link('recommendations', model.id), 'Recommendations')}")
+        self.result.value = model_card(model, links)
+        score = model.metrics.get("ndcg@20")
+        scored = f" Held-out ndcg@20: {score:.4f}." if score is not None else ""
+        self.message.success(f"Model #{model.id} is trained.{scored} See it in Models and Recommendations.")
+        self.monitor.conclude(f"<b>Produced</b>: model #{model.id} ({html.escape(model.algorithm)}){html.escape(scored)} "
+                              f"{links} · {download_link(model.id, model.basename, model.filesize)}")

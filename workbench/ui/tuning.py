@@ -8,25 +8,46 @@ import math
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import pandas as pd
 
 from .. import algorithms
+from ..errors import ValidationError
 from ..evaluation import SCHEMES
 from ..tuning import METRICS
-from .common import Banner, Dashboard, DataTable, JobMonitor, line_chart, section, set_options
+from .charts import BestSoFarChart
+from .controls import CheckboxGroup, section, set_options
+from .dashboard import Dashboard
+from .format import is_missing
+from .monitor import JobMonitor
+from .page import anchor
+from .tables import DataTable
 from .training import data_label
 
+TRIAL_COLUMNS = ["trial", "algorithm", "score", "seconds", "state", "params"]
 
-def best_so_far(trials: pd.DataFrame) -> tuple[list[int], list[float], list[int], list[float]]:
-    """(x, best-so-far) of the completed trials in the order they ended, and (x, score) of each."""
-    done = trials[trials["state"].astype(str).str.upper().eq("COMPLETE") & trials["score"].notna()] if len(trials) else trials
-    if not len(done):
-        return [], [], [], []
-    x = list(range(1, len(done) + 1))
-    scores = [float(s) for s in done["score"]]
-    best = list(np.maximum.accumulate(scores))
-    return x, best, x, scores
+
+def completed(trials: pd.DataFrame) -> pd.DataFrame:
+    """The completed trials (with a score), in the order they ended."""
+    if not len(trials):
+        return trials
+    return trials[trials["state"].astype(str).str.upper().eq("COMPLETE") & trials["score"].notna()]
+
+
+def trials_view(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials table: newest first, numbered from 1, parameters in words."""
+    if not len(trials):
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    view = trials.assign(trial=trials["number"] + 1,
+                         params=trials["params"].map(lambda p: ", ".join(f"{k}={_short(v)}" for k, v in (p or {}).items())),
+                         state=trials["state"].map(lambda s: {"PRUNED": "stopped early", "FAIL": "failed",
+                                                              "COMPLETE": "complete"}.get(str(s).upper(), str(s))))
+    return view[TRIAL_COLUMNS].iloc[::-1]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 class TuningDashboard(Dashboard):
@@ -39,9 +60,18 @@ class TuningDashboard(Dashboard):
         w, L = widgets, widgets.Layout
         wide = {"description_width": "120px"}
         self.data = w.Dropdown(description="Training data", options=[], layout=L(width="560px"), style=wide)
-        self.algorithms = w.SelectMultiple(description="Algorithms", options=algorithms.list_algorithms(),
-                                           value=list(algorithms.DEFAULT_PORTFOLIO), rows=8,
-                                           layout=L(width="340px"), style=wide)
+        names = algorithms.list_algorithms()
+        self.algorithms = CheckboxGroup(names, algorithms.DEFAULT_PORTFOLIO,
+                                        tooltips={n: algorithms.get_algorithm(n).description for n in names})
+        self.default_set_button = w.Button(description="Default set", layout=L(width="110px"),
+                                           tooltip="the algorithms searched by default")
+        self.all_button = w.Button(description="All", layout=L(width="70px"))
+        self.none_button = w.Button(description="None", layout=L(width="70px"))
+        self.default_set_button.on_click(lambda _: setattr(self.algorithms, "value", tuple(algorithms.DEFAULT_PORTFOLIO)))
+        self.all_button.on_click(lambda _: setattr(self.algorithms, "value", self.algorithms.options))
+        self.none_button.on_click(lambda _: setattr(self.algorithms, "value", ()))
+        self.algorithm_count = w.HTML()
+        self.algorithms.observe(lambda _: self._count_algorithms(), "value")
         self.n_trials = w.BoundedIntText(description="Trials", value=20, min=1, max=10000, layout=L(width="220px"), style=wide)
         self.timeout = w.BoundedIntText(description="Time budget (s)", value=300, min=0, max=7 * 24 * 3600,
                                         layout=L(width="220px"), style=wide)
@@ -54,29 +84,40 @@ class TuningDashboard(Dashboard):
                                             layout=L(width="220px"), style=wide)
         self.train_after = w.Checkbox(description="Train the best configuration afterwards", value=True, indent=False)
         self.start_button = w.Button(description="Start tuning", icon="play", button_style="primary", layout=L(width="160px"))
-        self.start_button.on_click(self.guard(lambda _: self.start()))
-        self.message = Banner()
+        self.message = self.outcome()
+        self.on_click(self.start_button, self.start, self.message)
         self.monitor = JobMonitor(interval=0.7)
-        self.monitor.on_error = self.banner.error
-        self.figure, self.best_line, self.trial_points = line_chart("Best so far", "completed trial", "score")
-        self.trials_table = DataTable(page_size=10, empty="No trials yet.")
-        self.outcome = w.HTML()
-        self.history = DataTable(page_size=5, empty="No tuning job in this project yet.")
+        self.monitor.on_error = self.message.error
+        self.chart = BestSoFarChart()
+        self.trials_table = DataTable(page_size=10, empty="No trials yet.", best=["score"])
+        self.outcome_card = w.HTML()
+        self.history = DataTable(page_size=5, empty="No tuning job in this project yet.", html_columns={"model"},
+                                 best=["best_score"])
         self.tuning_job: Any = None
         self.n_trials_seen = 0
         self.body.children = [
-            section("Search", w.HBox([
-                w.VBox([self.data, self.algorithms]),
-                w.VBox([self.n_trials, self.timeout, self.metric, self.cutoff]),
-                w.VBox([self.scheme, self.heldout, self.val_users]),
-            ]), self.train_after, w.HBox([self.start_button])),
-            self.message, self.monitor,
-            w.HBox([self.figure, w.VBox([self.outcome], layout=L(margin="30px 0 0 10px"))]),
+            section("Search", self.data,
+                    w.HBox([w.HTML("<b>Algorithms</b>"), self.algorithm_count, self.default_set_button, self.all_button,
+                            self.none_button], layout=L(align_items="center")),
+                    self.algorithms,
+                    w.HBox([w.VBox([self.n_trials, self.timeout]), w.VBox([self.metric, self.cutoff]),
+                            w.VBox([self.scheme, self.heldout, self.val_users])], layout=L(flex_flow="row wrap")),
+                    self.train_after, w.HBox([self.start_button]), self.message),
+            self.monitor,
+            w.HBox([self.chart.figure, w.VBox([self.outcome_card], layout=L(margin="30px 0 0 10px", flex="1 1 auto"))]),
             section("Trials", self.trials_table),
             section("Earlier tuning jobs", self.history),
         ]
-        self.guard(self.refresh)()  # an unreadable catalog shows as a message, not a traceback
+        self._count_algorithms()
+        self.open_page()
 
+    def _count_algorithms(self) -> None:
+        chosen, total = len(self.algorithms.value), len(self.algorithms.options)
+        self.algorithm_count.value = f"<span class='wb-muted'>{chosen} of {total} chosen</span>"
+
+    @property
+    def current_model(self) -> int | None:
+        return getattr(self.tuning_job, "model_id", None)
 
     def refresh(self) -> None:
         if self.ws is None:
@@ -86,42 +127,43 @@ class TuningDashboard(Dashboard):
         options = [(data_label(r), int(r.id)) for r in datasets.iloc[::-1].itertuples(index=False)]
         set_options(self.data, options)
         history = self.ws.tuning_jobs(project) if project is not None else pd.DataFrame()
-        self.history.set_frame(history)
+        self.history.set_frame(self._history_view(history))
         if not self.monitor.running:
             if len(history):
                 self.show_job(int(history["id"].iloc[0]))
             else:
                 self.tuning_job = None
-                self.outcome.value = ""
-                self.best_line.x, self.best_line.y, self.trial_points.x, self.trial_points.y = [], [], [], []
-                self.trials_table.set_frame(pd.DataFrame())
+                self.outcome_card.value = ""
+                self.chart.show([])
+                self.trials_table.set_frame(trials_view(pd.DataFrame()))
+
+    def _history_view(self, history: pd.DataFrame) -> pd.DataFrame:
+        if not len(history):
+            return history
+        model = [("" if is_missing(m) else anchor(self.link("models", int(m)), f"#{int(m)}")) for m in history["model_id"]]
+        return history.assign(model=model, trials=[f"{d} of {n}" for d, n in zip(history["trials_done"], history["n_trials"])])[
+            ["id", "status", "trials", "metric", "cutoff", "best_score", "best_algorithm", "model", "created_at"]]
 
     def split(self) -> dict:
         return {"scheme": self.scheme.value, "heldout_ratio": float(self.heldout.value),
                 "val_user_ratio": float(self.val_users.value)}
 
     def start(self, background: bool = True) -> Any:
-        self.message.clear()
-        self.outcome.value = ""
+        """Start a tuning job in a worker process and follow it (the dashboard's Start button)."""
         if self.data.value is None:
-            self.message.error("Choose training data (import some in the Data dashboard).")
-            return None
+            raise ValidationError("Choose training data (import some in the Data dashboard).")
         if not self.algorithms.value:
-            self.message.error("Choose at least one algorithm.")
-            return None
-        try:
-            job = self.ws.tune(
-                self.data.value, algorithms=list(self.algorithms.value), n_trials=int(self.n_trials.value),
-                timeout=float(self.timeout.value) or None, metric=self.metric.value, cutoff=int(self.cutoff.value),
-                split=self.split(), train_after_tuning=bool(self.train_after.value), background=background,
-            )
-        except Exception as error:
-            self.message.error(error)
-            return None
+            raise ValidationError("Choose at least one algorithm.")
+        job = self.ws.tune(
+            self.data.value, algorithms=list(self.algorithms.value), n_trials=int(self.n_trials.value),
+            timeout=float(self.timeout.value) or None, metric=self.metric.value, cutoff=int(self.cutoff.value),
+            split=self.split(), train_after_tuning=bool(self.train_after.value), background=background,
+        )
         self.tuning_job = job
         self.n_trials_seen = -1
-        self.best_line.x, self.best_line.y, self.trial_points.x, self.trial_points.y = [], [], [], []
-        self.trials_table.set_frame(pd.DataFrame())
+        self.outcome_card.value = ""
+        self.chart.show([])
+        self.trials_table.set_frame(trials_view(pd.DataFrame()))
         self.start_button.disabled = True
         self.message.info(f"Tuning job #{job.id} started: {self.n_trials.value} trials of "
                           f"{', '.join(self.algorithms.value)}.")
@@ -133,26 +175,31 @@ class TuningDashboard(Dashboard):
         if len(trials) == self.n_trials_seen:
             return
         self.n_trials_seen = len(trials)
-        x, best, px, scores = best_so_far(trials)
-        with self.figure.hold_sync():
-            self.trial_points.x, self.trial_points.y = px, scores
-            self.best_line.x, self.best_line.y = x, best
-        shown = trials.copy()
-        if len(shown):
-            shown["params"] = shown["params"].map(lambda p: ", ".join(f"{k}={_short(v)}" for k, v in (p or {}).items()))
-            shown = shown.iloc[::-1]
-        self.trials_table.set_frame(shown)
+        done = completed(trials)
+        best = str(done.loc[done["score"].idxmax(), "algorithm"]) if len(done) else ""
+        self.chart.show(done["score"].astype(float).tolist() if len(done) else [], label=best)
+        self.trials_table.set_frame(trials_view(trials))
 
     def _finished(self, record: dict) -> None:
         self.start_button.disabled = False
-        self.show_job(self.tuning_job.id)
+        job = self.show_job(self.tuning_job.id)
         self.refresh()
-        job = self.tuning_job
+        self.update_links()
         if record["status"] != "SUCCESS":
             self.message.error(f"Tuning job #{job.id} ended {record['status']}: {record.get('error') or ''}")
             return
         self.message.success(f"Tuning job #{job.id} finished"
                              + (f"; model #{job.model_id} trained with the best configuration." if job.model_id else "."))
+        self.monitor.conclude(self._produced(job))
+
+    def _produced(self, job: Any) -> str:
+        """What a finished tuning job produced, with links (HTML)."""
+        made = [f"configuration #{job.best_configuration_id} ({anchor(self.link('training'), 'Training')})"]
+        if job.model_id:
+            made.append(f"model #{job.model_id} ({anchor(self.link('models', job.model_id), 'Models')} · "
+                        f"{anchor(self.link('recommendations', job.model_id), 'Recommendations')})")
+        return (f"<b>Produced</b>: {' and '.join(made)}. Best: {html.escape(str(job.best_algorithm))} "
+                f"{html.escape(job.metric)}@{job.cutoff} = {job.best_score:.4f}.")
 
     def show_job(self, tuning_job_id: int) -> Any:
         """Show a tuning job's trials, best-so-far chart and outcome (the latest one when the page opens)."""
@@ -161,21 +208,15 @@ class TuningDashboard(Dashboard):
         self.n_trials_seen = -1
         self._tick()
         if job.status != "SUCCESS" or job.best_score is None:
-            self.outcome.value = (f"<div class='wb-card'>Tuning job #{job.id}: {html.escape(str(job.status))}"
-                                  + (f"<br>{html.escape(job.error)}" if job.error else "") + "</div>")
+            self.outcome_card.value = (f"<div class='wb-card'>Tuning job #{job.id}: {html.escape(str(job.status))}"
+                                       + (f"<br>{html.escape(job.error)}" if job.error else "") + "</div>")
             return job
         lines = [f"<b>Tuning job #{job.id}</b>",
                  f"<b>Best</b>: {html.escape(str(job.best_algorithm))} "
                  f"{html.escape(job.metric)}@{job.cutoff} = {job.best_score:.4f}",
-                 f"configuration #{job.best_configuration_id} (in the <a href='training.ipynb'>Training</a> list)"]
+                 f"configuration #{job.best_configuration_id} (in the {anchor(self.link('training'), 'Training')} list)"]
         if job.model_id:
-            lines.append(f"trained as <b>model #{job.model_id}</b>: <a href='models.ipynb'>Models</a> · "
-                         f"<a href='recommendations.ipynb'>Recommendations</a>")
-        self.outcome.value = "<div class='wb-card'>" + "<br>".join(lines) + "</div>"
+            lines.append(f"trained as <b>model #{job.model_id}</b>: {anchor(self.link('models', job.model_id), 'Models')}"
+                         f" · {anchor(self.link('recommendations', job.model_id), 'Recommendations')}")
+        self.outcome_card.value = "<div class='wb-card'>" + "<br>".join(lines) + "</div>"
         return job
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return json.dumps(value) if not isinstance(value, str) else value
