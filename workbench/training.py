@@ -62,9 +62,10 @@ def run_training_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) ->
 
 
 def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = None) -> None:
-    """`recommender.learn()`; iterative algorithms run epoch by epoch (progress, cancel, no console bar)."""
+    """Learn (`algorithms.learn`: irspack's or a leaner fit of the same model); iterative algorithms run
+    epoch by epoch (progress, cancel, no console bar)."""
     if not isinstance(recommender, BaseRecommenderWithEarlyStopping):
-        recommender.learn()
+        algorithms.learn(recommender)
         return
     recommender.start_learning()
     n_epochs = recommender.train_epochs
@@ -84,10 +85,12 @@ def train_model(ws: "WorkspaceBase", model_id: int, reporter: jobs.Reporter) -> 
     ws.catalog.update("models", model_id, {"status": jobs.RUNNING})
     reporter.log(f"Training {config.algorithm} {config.params} on training data {dataset.id}.")
     reporter.progress(0.02, "reading data", force=True)
-    X, user_ids, item_ids = data.interaction_matrix(dataset.path)
     algorithm = algorithms.get_algorithm(config.algorithm)
     params = algorithms.resolve_params(algorithm, config.params)
-    recommender = algorithms.build_recommender(algorithm, X, params)
+    weights = "raw" if data.snapshot_info(dataset.path).weighted else "count"
+    X, user_ids, item_ids = data.interaction_matrix(
+        dataset.path, weighting=weights if algorithms.weighting.uses_weights(params) else "binary")
+    recommender = algorithms.build_recommender(algorithm, X, params)  # applies the configuration's weighting
 
     reporter.progress(0.1, "learning", force=True)
     started = time.perf_counter()

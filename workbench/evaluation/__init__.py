@@ -2,7 +2,8 @@
 
 A :class:`Split` keeps the full user x item space of a snapshot: ``X_train`` has one row per
 user (in the snapshot's user-code order) and one column per item, with the held-out interactions
-removed. The held-out interactions of the *validation users* form ``X_val_ground_truth`` (one row
+removed; its values are the pairs' weights (a ``weight`` column's sums, else the number of
+rows of the pair). Ground truth is binary. The held-out interactions of the *validation users* form ``X_val_ground_truth`` (one row
 per validation user, in the order of ``val_user_indices``).
 
 Schemes (:class:`SplitConfig`):
@@ -28,7 +29,7 @@ same split (an in-process LRU returns the very same object; ``cache_dir`` adds a
 disk). Treat the arrays of a split as read-only.
 """
 
-from .evaluator import ValidationEvaluator, evaluate
+from .evaluator import ValidationEvaluator, evaluate, score_block_users
 from .make import clear_split_cache, make_split
 from .metrics import DEFAULT_METRICS, METRICS, TARGET_METRICS
 from .split import SCHEMES, Split, SplitConfig
@@ -43,5 +44,6 @@ __all__ = [
     "ValidationEvaluator",
     "make_split",
     "evaluate",
+    "score_block_users",
     "clear_split_cache",
 ]

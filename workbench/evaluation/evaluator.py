@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from .split import Split
 
 
+SCORE_BLOCK_BYTES = 64 << 20  # a block of dense float64 scores (users x items) stays below this
+
+
+def score_block_users(n_items: int) -> int:
+    """Users scored per block: 512, fewer on large catalogues (200k items: 41) so that one block of
+    scores stays within SCORE_BLOCK_BYTES."""
+    return int(min(512, max(16, SCORE_BLOCK_BYTES // (8 * max(int(n_items), 1)))))
+
+
 class ValidationEvaluator(Evaluator):
     """An irspack :class:`~irspack.Evaluator` whose ground-truth rows belong to arbitrary (not
     necessarily contiguous) rows of the training matrix.
@@ -35,7 +44,7 @@ class ValidationEvaluator(Evaluator):
         cutoff: int = 20,
         target_metric: str = "ndcg",
         n_threads: int | None = None,
-        mb_size: int = 512,
+        mb_size: int | None = None,
     ) -> None:
         super().__init__(
             ground_truth,
@@ -44,7 +53,7 @@ class ValidationEvaluator(Evaluator):
             target_metric=target_metric,
             masked_interactions=train_rows,
             n_threads=default_n_threads() if n_threads is None else n_threads,
-            mb_size=mb_size,
+            mb_size=score_block_users(ground_truth.shape[1]) if mb_size is None else mb_size,
         )
         self.user_indices = np.asarray(user_indices, dtype=np.int64)
 
