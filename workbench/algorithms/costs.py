@@ -270,7 +270,7 @@ def dense_items(kw: dict, s: DataShape, m: Machine) -> Estimate:
     W = float(n) * n * F32
     if u < n:
         seconds = (s.user_pairs / m.sparse_rate + _gemm_seconds(2 * u**3 / 3, m, share=0.5)
-                   + s.nnz * u / m.sparse_rate + _gemm_seconds(float(n) * n * u, m) + 6 * W / m.memory_rate)
+                   + s.nnz * u / m.sparse_rate + _gemm_seconds(2.0 * n * n * u, m) + 6 * W / m.memory_rate)
         peak = W + n * u * (F64 + F32) + 3 * u * u * F64
         driver = f"W: {n:,} x {n:,} items ({_bytes(W)}) through {u:,} users"
     else:

@@ -53,7 +53,8 @@ def apply(X: Any, params: dict) -> sps.csr_matrix:
     """``X`` (values: the pairs' weights) with the configuration's values; ``X`` itself when they
     already are its values (binary data, binary weighting)."""
     kind = params.get("weighting", "binary")
-    X = sps.csr_matrix(X)
+    if not (sps.issparse(X) and X.format == "csr"):
+        X = sps.csr_matrix(X)
     if kind == "binary":
         if X.nnz == 0 or (X.data.min() == 1 and X.data.max() == 1):
             return X

@@ -106,7 +106,7 @@ class TrialBudget:
         else:
             seconds = first = fit.seconds + scoring
         scale = self.calibration(algo.name)
-        block = score_block_users(self.shape.n_items)
+        block = min(score_block_users(self.shape.n_items), max(self.n_val_users, 1))
         peak = fit.peak_bytes + 2 * block * self.shape.n_items * 8  # a block of scores and irspack's copy of it
         return TrialCost(fit, seconds, seconds * scale, first * scale, peak)
 
