@@ -271,12 +271,12 @@ def dense_items(kw: dict, s: DataShape, m: Machine) -> Estimate:
     if u < n:
         seconds = (s.user_pairs / m.sparse_rate + _gemm_seconds(2 * u**3 / 3, m, share=0.5)
                    + s.nnz * u / m.sparse_rate + _gemm_seconds(2.0 * n * n * u, m) + 6 * W / m.memory_rate)
-        peak = W + n * u * (F64 + F32) + 3 * u * u * F64
+        peak = max(W + n * u * F32, n * u * (F64 + F32)) + 2 * u * u * F64 + csr_bytes(s.nnz, u)
         driver = f"W: {n:,} x {n:,} items ({_bytes(W)}) through {u:,} users"
     else:
         seconds = (3 * s.item_pairs / m.sparse_rate + _gemm_seconds(float(n) ** 3, m, share=COST["cholesky_rate"])
                    + 6 * W / m.memory_rate)
-        peak = 2 * W  # X^T X (kept by a search) and its inverse
+        peak = 2 * W + 2 * csr_bytes(s.nnz, n, F32) + W / 8  # X^T X (kept by a search), its inverse, blocks
         driver = f"inverts a dense {n:,} x {n:,} matrix ({_bytes(W)})"
     per_user = s.nnz / max(u, 1)
     return Estimate(COST["fit_overhead_s"] + seconds, peak, W + csr_bytes(s.nnz, u, F32),

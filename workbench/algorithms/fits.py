@@ -124,10 +124,11 @@ def _weights_by_users(X: Any, lam: np.ndarray) -> np.ndarray:
     return W
 
 
-def gram(X: Any, block: int = 1024) -> np.ndarray:
-    """X^T X as a dense float32 array, built a block of items at a time (peak: the result and one
-    sparse block, never a sparse product with up to n_items^2 entries)."""
+def gram(X: Any) -> np.ndarray:
+    """X^T X as a dense float32 array, built a block of items at a time (peak: the result and a
+    block of 1/64 of it, never a sparse product with up to n_items^2 entries)."""
     n_items = X.shape[1]
+    block = max(64, n_items // 64)
     Xc = sps.csc_matrix(X, dtype=np.float32)
     Xt = Xc.T.tocsr()
     out = np.empty((n_items, n_items), dtype=np.float32)
@@ -148,7 +149,7 @@ def _inverse_positive_definite(P: np.ndarray) -> np.ndarray:
     return P
 
 
-def _mirror_upper(M: np.ndarray, block: int = 2048) -> None:
+def _mirror_upper(M: np.ndarray, block: int = 256) -> None:
     """Copy the upper triangle of the square M into its lower one, in place, a block at a time."""
     n = M.shape[0]
     for start in range(0, n, block):
