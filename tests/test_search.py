@@ -167,14 +167,14 @@ def test_an_algorithm_that_cannot_fit_the_memory_limit_is_left_out_and_says_why(
     items = make_split(clustered_interactions(n_users=300, n_items=1500, seed=2),
                        config=SplitConfig(heldout_ratio=0.3, val_user_ratio=0.3, seed=0), fingerprint="many-items")
     warnings = []
-    res = run_search(items, algorithms=["DenseSLIM", "IALS", "TopPop"], n_trials=4, cutoff=10, memory_limit="8MB",
+    res = run_search(items, algorithms=["DenseSLIM", "IALS", "TopPop"], n_trials=4, cutoff=10, memory_limit="5MB",
                      warn=warnings.append)
     reason = res.skipped["DenseSLIM"]
-    assert "memory" in reason and "8 MB" in reason and f"{items.n_items:,} x {items.n_items:,}" in reason
+    assert "memory" in reason and "5.0 MB" in reason and f"{items.n_items:,} x {items.n_items:,}" in reason
     assert "DenseSLIM" not in set(res.trials.algorithm) and res.best_algorithm in ("IALS", "TopPop")
     assert any(w.startswith("skipping DenseSLIM") for w in warnings)
     with pytest.raises(SearchError, match="DenseSLIM.*memory"):
-        run_search(items, algorithms=["DenseSLIM"], n_trials=2, memory_limit="8MB")
+        run_search(items, algorithms=["DenseSLIM"], n_trials=2, memory_limit="5MB")
     with pytest.raises(ValidationError, match="memory_limit"):
         run_search(items, n_trials=1, memory_limit="lots")
 
@@ -248,3 +248,20 @@ def test_two_processes_add_distinct_trials_to_one_journal_study(tmp_path):
     assert len(res.trials) == 7
     with pytest.raises(ValidationError, match="cutoff"):
         run_search(make_test_split(), algorithms=FAST, n_trials=1, cutoff=20, storage=path, study_name="shared")
+
+
+def test_dense_item_models_are_tried_on_a_catalogue_of_ml_latest_small_s_size():
+    """610 users x 9,724 items (MovieLens ml-latest-small): the fixed 6,000-item cap used to leave
+    DenseSLIM out; its estimate (~0.4 GB, seconds) fits a 4 GB limit and a 10-minute search."""
+    shape = A.DataShape.uniform(610, 9_724, 100_836)
+    budget = S.TrialBudget(shape, A.machine(), S.memory_limit("4GB"), 610, 610, S.MAX_EPOCHS,
+                           deadline=time.perf_counter() + 600, timeout=600, max_model_bytes=2**31)
+    for name in ("DenseSLIM", "EDLAE"):
+        cost = budget.cheapest(A.get_algorithm(name))
+        assert budget.refusal(A.get_algorithm(name), cost, whole_search=True) is None, cost.describe()
+        assert 9_724**2 * 4 <= cost.peak_bytes <= 1e9
+    # 24,000 items: the weights alone (2.3 GB) exceed a 2 GB limit; the reason says so
+    wide = S.TrialBudget(A.DataShape.uniform(610, 24_000, 100_836), A.machine(), S.memory_limit("2GB"), 610, 610,
+                         S.MAX_EPOCHS)
+    algo = A.get_algorithm("DenseSLIM")
+    assert "more than the limit of 2.00 GB" in wide.refusal(algo, wide.cheapest(algo))

@@ -119,7 +119,9 @@ def _seconds(s: float) -> str:
 
 
 def _bytes(b: float) -> str:
-    return f"{b / 1e9:.2f} GB" if b >= 1e8 else f"{b / 1e6:.0f} MB"
+    if b >= 1e8:
+        return f"{b / 1e9:.2f} GB"
+    return f"{b / 1e6:.0f} MB" if b >= 1e7 else f"{b / 1e6:.1f} MB"
 
 
 def describe_bytes(b: float) -> str:
