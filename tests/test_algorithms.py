@@ -268,7 +268,8 @@ def test_weightings_give_each_pair_its_value():
     log1p = A.weighting.apply(WEIGHTS, {"weighting": "log1p", "weighting_alpha": 2.0})
     np.testing.assert_allclose(log1p.toarray(), [[1 + 2 * np.log(2), 0, 1 + 2 * np.log(6)], [1 + 2 * np.log(4), 1 + 2 * np.log(5), 0]])
     kept = A.weighting.apply(WEIGHTS, {"weighting": "threshold", "weighting_threshold": 4.0})
-    assert kept.toarray().tolist() == [[0, 0, 1], [0, 1, 0]] and kept.nnz == 2  # the rest is left out
+    low = A.weighting.BELOW_THRESHOLD
+    assert kept.toarray().tolist() == [[low, 0, 1], [low, 1, 0]]  # below: still seen, almost weightless
     assert WEIGHTS.toarray().tolist() == [[1, 0, 5], [3, 4, 0]]  # the weights themselves are untouched
     with pytest.raises(ValidationError, match=">= 9"):
         A.weighting.apply(WEIGHTS, {"weighting": "threshold", "weighting_threshold": 9})
@@ -284,7 +285,7 @@ def test_the_weighting_is_a_parameter_of_every_configuration_but_never_reaches_i
     with pytest.raises(ValidationError, match="binary"):
         A.resolve_params("IALS", {"weighting": "sqrt"})
     rec = A.build_recommender("TopPop", WEIGHTS, {"weighting": "threshold", "weighting_threshold": 4})
-    assert rec.X_train_all.toarray().tolist() == [[0, 0, 1], [0, 1, 0]]
+    assert rec.X_train_all.toarray().tolist() == [[0.001, 0, 1], [0.001, 1, 0]]
     assert A.build_recommender("TopPop", WEIGHTS).X_train_all.toarray().tolist() == [[1, 0, 1], [1, 1, 0]]
 
 

@@ -5,8 +5,8 @@ configuration, the tuning trials and the model header):
 
 * ``weighting``: ``"binary"`` (default: every pair seen is 1), ``"log1p"`` (confidence
   ``1 + weighting_alpha * log1p(w)``, as implicit ALS uses play counts), or ``"threshold"``
-  (pairs with ``w >= weighting_threshold`` count as 1; the others are left out of the fit, so a
-  model may recommend such an item again);
+  (pairs with ``w >= weighting_threshold`` count as positive, 1; the others weigh almost
+  nothing, ``BELOW_THRESHOLD``, but stay seen: their items are not recommended again);
 * ``weighting_alpha``, ``weighting_threshold``: the transforms' settings.
 
 ``w`` is a pair's weight: the sum of its rows' weights for data imported with ``weight_column``
@@ -25,6 +25,7 @@ from ..errors import ValidationError
 from .params import ParamSpec, choice_param, float_param
 
 WEIGHTINGS = ("binary", "log1p", "threshold")
+BELOW_THRESHOLD = 1e-3  # the value of a pair below the threshold
 PARAMS: tuple[ParamSpec, ...] = (
     choice_param("weighting", "binary", WEIGHTINGS,
                  help="value of a seen pair: binary 1, log1p confidence 1 + alpha log1p(w), or threshold w >= t"),
@@ -62,12 +63,10 @@ def apply(X: Any, params: dict) -> sps.csr_matrix:
     if kind == "log1p":
         return _with_data(X, 1.0 + float(params["weighting_alpha"]) * np.log1p(np.maximum(X.data, 0.0)))
     threshold = float(params["weighting_threshold"])
-    kept = X.data >= threshold
-    if not kept.any():
+    positive = X.data >= threshold
+    if not positive.any():
         raise ValidationError(f"no interaction has a weight >= {threshold:g} (weighting='threshold'): nothing to learn from")
-    out = sps.csr_matrix((kept.astype(X.data.dtype), X.indices.copy(), X.indptr.copy()), shape=X.shape)
-    out.eliminate_zeros()
-    return out
+    return _with_data(X, np.where(positive, 1.0, BELOW_THRESHOLD))
 
 
 def _with_data(X: sps.csr_matrix, data: np.ndarray) -> sps.csr_matrix:
