@@ -312,7 +312,7 @@ def test_estimates_follow_what_drives_each_algorithm_s_cost():
     assert 9_724**2 * 4 <= small.peak_bytes < 2.5 * 9_724**2 * 4 and small.model_bytes >= 9_724**2 * 4
     assert large.peak_bytes == pytest.approx(4 * small.peak_bytes, rel=0.1)
     by_users, by_items = _estimate("DenseSLIM", {}, 1_000, 5_000, 50_000), _estimate("DenseSLIM", {}, 50_000, 5_000, 250_000)
-    assert by_items.peak_bytes == pytest.approx(2 * 5_000**2 * 4, rel=0.01)  # X^T X kept, and its inverse
+    assert 2 * 5_000**2 * 4 <= by_items.peak_bytes <= 2.3 * 5_000**2 * 4  # X^T X kept, and its inverse
     assert by_items.seconds > 3 * by_users.seconds
     # IALS: epochs x (interactions x factors + rows x factors^2)
     ials = _estimate("IALS", {"n_components": 64, "train_epochs": 10}, 10_000, 5_000, 1_000_000)

@@ -35,10 +35,10 @@ COST: dict[str, float] = {
     "score_overhead_s": 2e-6,  # per user scored: the block's Python and copies
     "ials_rate": 0.07,  # share of threads x GEMM rate irspack's IALS epoch reaches
     "svd_rate": 0.2,  # share of the float64 (half the float32) GEMM rate of sklearn's randomized SVD
-    # irspack's similarities (sparse-rate operations): a sparse product per chunk of rows, scanned
-    # densely for each row's top_k, then the kept entries written and converted
-    "similarity_pair": 15.0,  # per co-occurring pair
-    "similarity_cell": 4.4,  # per cell of the rows x rows similarity scanned
+    # irspack's similarities (sparse-rate operations): a sparse product per chunk of rows, each
+    # row's distinct candidates ranked for its top_k, then the kept entries written and converted
+    "similarity_pair": 11.0,  # per co-occurring pair (with multiplicity: sum of n_u^2)
+    "similarity_cell": 29.0,  # per distinct candidate (at most rows^2)
     "similarity_kept": 190.0,  # per similarity kept
     "sparse_product": 20.0,  # per multiply-add of a sparse x sparse product (scoring through a sparse W)
     # SLIM: coordinate descent, per pass, over the co-occurring pairs and a dense row per item
@@ -251,8 +251,9 @@ def user_similarity(kw: dict, s: DataShape, m: Machine) -> Estimate:
 
 def _similarity(kw: dict, s: DataShape, m: Machine, rows: int, pairs: float, per_user: float, side: str) -> Estimate:
     top_k = rows if kw.get("top_k") is None else min(int(kw["top_k"]), rows)
-    kept = min(rows * float(top_k), pairs)
-    work = COST["similarity_pair"] * pairs + COST["similarity_cell"] * float(rows) * rows + COST["similarity_kept"] * kept
+    candidates = min(float(rows) * rows, pairs)
+    kept = min(rows * float(top_k), candidates)
+    work = COST["similarity_pair"] * pairs + COST["similarity_cell"] * candidates + COST["similarity_kept"] * kept
     W = csr_bytes(kept, rows) * 2  # the similarity, and its conversion to the stored format
     buffers = m.threads * 128 * rows * F64  # a dense chunk of rows per thread
     if side == "item":
