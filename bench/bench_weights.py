@@ -10,6 +10,8 @@ workspace:
 - tuned, binary: `tune` over the six algorithms of bench_tuning.py, `--trials` trials (the default:
   every configuration binary);
 - tuned, weighted: the same with `search_weighting=True` (binary, log1p confidence, threshold);
+- tuned IALS, binary / weighted: the same two, IALS alone, `--trials` / 2 trials (a weighting
+  gets the trials it needs to be tuned with IALS's own parameters);
 - fixed IALS (the default configuration) with each weighting: binary, log1p (alpha 1), and the
   threshold 4 (ratings) or the median play count (Last.fm): the weighting alone, no search noise.
 Each final model's top-20 for the test users (training items excluded) is scored by
@@ -58,6 +60,8 @@ def arms(rest, trials: int) -> list[tuple[str, dict]]:
     return [
         ("tuned, binary", {"tune": {"n_trials": trials}}),
         ("tuned, weighted", {"tune": {"n_trials": trials, "search_weighting": True}}),
+        ("tuned IALS, binary", {"tune": {"n_trials": trials // 2, "algorithms": ["IALS"]}}),
+        ("tuned IALS, weighted", {"tune": {"n_trials": trials // 2, "algorithms": ["IALS"], "search_weighting": True}}),
         ("IALS, binary", {"train": {"weighting": "binary"}}),
         ("IALS, log1p", {"train": {"weighting": "log1p", "weighting_alpha": 1.0}}),
         (f"IALS, threshold {threshold:g}", {"train": {"weighting": "threshold", "weighting_threshold": threshold}}),
@@ -72,8 +76,8 @@ def run_arm(rest, test, arm: dict, work: Path) -> dict:
     data = ws.import_training_data(project, rest, weight_column="weight")
     started = time.perf_counter()
     if "tune" in arm:
-        tuning = ws.tune(data, algorithms=ALGORITHMS, metric="ndcg", cutoff=protocol.CUTOFF, split=VALIDATION,
-                         **arm["tune"])
+        tuning = ws.tune(data, **{"algorithms": ALGORITHMS, "metric": "ndcg", "cutoff": protocol.CUTOFF,
+                                  "split": VALIDATION, **arm["tune"]})
         model_id, validation = tuning.model_id, tuning.best_score
         config = ws.configuration(tuning.best_configuration_id)
         weightings = tuning.trials["params"].map(lambda p: p.get("weighting")).value_counts().to_dict()

@@ -38,8 +38,9 @@ COST: dict[str, float] = {
     # irspack's similarities (sparse-rate operations): a sparse product per chunk of rows, each
     # row's distinct candidates ranked for its top_k, then the kept entries written and converted
     "similarity_pair": 11.0,  # per co-occurring pair (with multiplicity: sum of n_u^2)
-    "similarity_cell": 29.0,  # per distinct candidate (at most rows^2)
-    "similarity_kept": 190.0,  # per similarity kept
+    "similarity_candidate": 29.0,  # per distinct candidate (at most rows^2)
+    "similarity_cell": 1.5,  # per cell of rows x rows: irspack passes over a dense row per row (200k items: ~17 s)
+    "similarity_kept": 190.0,  # per similarity kept (and its conversion to CSR for scoring)
     "sparse_product": 20.0,  # per multiply-add of a sparse x sparse product (scoring through a sparse W)
     # SLIM: coordinate descent, per pass, over the co-occurring pairs and a dense row per item
     "slim_pair": 7.0,
@@ -48,7 +49,7 @@ COST: dict[str, float] = {
     "nmf_rate": 0.15,  # share of the float64 GEMM rate sklearn's NMF reaches
     "nmf_iterations": 100.0,  # iterations sklearn's NMF typically runs (at most max_iter=200)
     "cholesky_rate": 0.5,  # share of the GEMM rate of an in-place Cholesky inverse (n^3 flops)
-    "rank_per_item": 6.0,  # bytes streamed per item and user when ranking a user's scores
+    "rank_per_item": 16.0,  # bytes streamed per item and user when ranking a user's scores (irspack: ~7 ns an item)
 }
 
 
@@ -239,7 +240,8 @@ def ials(kw: dict, s: DataShape, m: Machine) -> Estimate:
 
 def item_similarity(kw: dict, s: DataShape, m: Machine) -> Estimate:
     """irspack's item-item similarities (KNN, RP3beta, P3alpha): every co-occurring pair of items,
-    then the top_k of each item's candidates; W keeps top_k per item."""
+    then the top_k of each item's candidates; W keeps top_k per item. irspack also passes over a
+    dense row per item: quadratic in items, whatever the data's sparsity."""
     return _similarity(kw, s, m, s.n_items, s.item_pairs, s.nnz / max(s.n_users, 1), "item")
 
 
@@ -253,7 +255,8 @@ def _similarity(kw: dict, s: DataShape, m: Machine, rows: int, pairs: float, per
     top_k = rows if kw.get("top_k") is None else min(int(kw["top_k"]), rows)
     candidates = min(float(rows) * rows, pairs)
     kept = min(rows * float(top_k), candidates)
-    work = COST["similarity_pair"] * pairs + COST["similarity_cell"] * candidates + COST["similarity_kept"] * kept
+    work = (COST["similarity_pair"] * pairs + COST["similarity_candidate"] * candidates
+            + COST["similarity_cell"] * float(rows) * rows + COST["similarity_kept"] * kept)
     W = csr_bytes(kept, rows) * 2  # the similarity, and its conversion to the stored format
     buffers = m.threads * 128 * rows * F64  # a dense chunk of rows per thread
     if side == "item":
