@@ -265,3 +265,14 @@ def test_dense_item_models_are_tried_on_a_catalogue_of_ml_latest_small_s_size():
                          S.MAX_EPOCHS)
     algo = A.get_algorithm("DenseSLIM")
     assert "more than the limit of 2.00 GB" in wide.refusal(algo, wide.cheapest(algo))
+
+
+def test_trials_on_a_large_catalogue_are_scored_on_a_fixed_sample_of_validation_users():
+    from types import SimpleNamespace
+
+    from workbench.search.trial import scored_users
+
+    assert scored_users(SimpleNamespace(n_val_users=800, n_items=1_682)) == (800, 800)
+    assert scored_users(SimpleNamespace(n_val_users=10_000, n_items=20_000)) == (10_000, S.EPOCH_EVAL_MAX_USERS)
+    trial, epoch = scored_users(SimpleNamespace(n_val_users=10_000, n_items=200_000))
+    assert trial == epoch == S.EPOCH_EVAL_MAX_USERS and trial * 200_000 <= S.TRIAL_EVAL_MAX_CELLS

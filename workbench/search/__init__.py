@@ -21,7 +21,8 @@ spending trials on far-behind algorithms.
 
 Speed:
 
-* the split and its evaluator are prepared once per search, never per trial;
+* the split and its evaluator are prepared once per search, never per trial; on large catalogues
+  a trial is scored on a fixed sample of the validation users (``TRIAL_EVAL_MAX_CELLS``);
 * iterative algorithms (IALS) validate after every epoch, keep their best epoch (early stopping,
   patience ``PATIENCE``), and are pruned by :class:`PerAlgorithmMedianPruner`, which compares a
   trial only with earlier trials *of the same algorithm*; the best epoch count becomes the final
@@ -62,7 +63,7 @@ from .study import (
     study_trial_count,
     trial_row,
 )
-from .trial import EPOCH_EVAL_MAX_USERS, MAX_EPOCHS, PATIENCE
+from .trial import EPOCH_EVAL_MAX_USERS, MAX_EPOCHS, PATIENCE, TRIAL_EVAL_MAX_CELLS
 
 __all__ = [
     "run_search",
@@ -84,4 +85,5 @@ __all__ = [
     "MAX_EPOCHS",
     "PATIENCE",
     "EPOCH_EVAL_MAX_USERS",
+    "TRIAL_EVAL_MAX_CELLS",
 ]

@@ -31,7 +31,7 @@ from .study import (
     summarize,
     within_budget,
 )
-from .trial import EPOCH_EVAL_MAX_USERS, MAX_EPOCHS, TrialLimits, TrialRunner
+from .trial import MAX_EPOCHS, TrialLimits, TrialRunner, scored_users
 
 STRATEGIES = ("bandit", "tpe")
 
@@ -88,9 +88,10 @@ def run_search(
     n_trials = _check_arguments(metric, n_trials, timeout, per_trial_timeout, max_study_trials, max_epochs, strategy)
     limits = TrialLimits(deadline=None if timeout is None else started + float(timeout), timeout=timeout,
                          per_trial_timeout=per_trial_timeout, should_stop=should_stop, max_epochs=max_epochs)
+    trial_users, epoch_users = scored_users(split)
     budget = TrialBudget(
         shape=DataShape.of(split.X_train), machine=speed or machine(), memory_limit=resolve_memory_limit(memory_limit),
-        n_val_users=split.n_val_users, epoch_val_users=min(split.n_val_users, EPOCH_EVAL_MAX_USERS),
+        n_val_users=trial_users, epoch_val_users=epoch_users,
         max_epochs=max_epochs, deadline=limits.deadline, timeout=timeout, per_trial_timeout=per_trial_timeout,
         max_model_bytes=max_model_bytes,
     )
@@ -110,7 +111,9 @@ def run_search(
         f"searching {', '.join(names)} for {metric}@{cutoff}: {n_trials} trials"
         + (f", timeout {timeout:g} s" if timeout else "")
         + f" on {split.n_users:,} users x {split.n_items:,} items "
-        f"({split.n_val_users:,} validation users); memory limit {budget.memory_limit / 1e9:.1f} GB; "
+        f"({split.n_val_users:,} validation users"
+        + (f", {trial_users:,} of them score each trial" if trial_users < split.n_val_users else "")
+        + f"); memory limit {budget.memory_limit / 1e9:.1f} GB; "
         f"{budget.machine.describe()}"
     )
     runner = TrialRunner(split, names, metric, cutoff, limits, budget, dict(trial_attrs or {}), weights=thresholds)
