@@ -1,4 +1,4 @@
-"""The algorithm registry: names, parameters, defaults, search spaces, cost guard."""
+"""The algorithm registry: names, parameters, defaults, search spaces, interaction weights, cost estimates."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_unknown_parameter_lists_valid_ones():
         A.resolve_params("ials", {"factors": 10})
     msg = str(e.value)
     assert "factors" in msg and "n_components" in msg and "alpha0" in msg
-    with pytest.raises(ValidationError, match=r"\(none\)"):
+    with pytest.raises(ValidationError, match="weighting"):  # TopPop's only parameters: the interaction weights
         A.resolve_params("TopPop", {"k": 1})
     with pytest.raises(ValidationError, match="n_threads"):
         A.resolve_params("RP3beta", {"n_threads": 4})  # fixed, not a user parameter
@@ -105,7 +105,7 @@ def test_resolve_merges_defaults_and_coerces_types():
         **A.get_algorithm("CosineKNN").defaults, "normalize": False, "top_k": 50,
     }
     assert A.resolve_params("RP3beta", {"top_k": None})["top_k"] is None  # nullable
-    assert A.resolve_params("TopPop", None) == {}
+    assert A.resolve_params("TopPop", None) == {"weighting": "binary", "weighting_alpha": 1.0, "weighting_threshold": 4.0}
 
 
 @pytest.mark.parametrize(
@@ -257,20 +257,93 @@ def test_suggested_configurations_are_valid_and_build(split, name):
         study.tell(trial, 0.0)
 
 
-# ---- cost guard -------------------------------------------------------------------------------
+# ---- interaction weights ------------------------------------------------------------------------
 
 
-def test_cost_guard():
-    assert A.cost_guard("DenseSLIM", 943, 1682, 100_000) is None
-    reason = A.cost_guard("DenseSLIM", 1892, 17632, 92_834)
-    assert reason and "17,632" in reason and "DenseSLIM" in reason
-    assert A.cost_guard("EDLAE", 1892, 17632, 92_834)
-    assert A.cost_guard("SLIM", 1000, 50_000, 1_000_000)
-    assert A.cost_guard("CosineUserKNN", 200_000, 1000, 1_000_000)
-    assert A.cost_guard("IALS", 200_000, 100_000, 10_000_000) is None
-    assert A.cost_guard("TopPop", 10, 10, 0)  # nothing to learn from
+WEIGHTS = sps.csr_matrix(np.array([[1.0, 0.0, 5.0], [3.0, 4.0, 0.0]]))
+
+
+def test_weightings_give_each_pair_its_value():
+    assert A.weighting.apply(WEIGHTS, {"weighting": "binary"}).toarray().tolist() == [[1, 0, 1], [1, 1, 0]]
+    log1p = A.weighting.apply(WEIGHTS, {"weighting": "log1p", "weighting_alpha": 2.0})
+    np.testing.assert_allclose(log1p.toarray(), [[1 + 2 * np.log(2), 0, 1 + 2 * np.log(6)], [1 + 2 * np.log(4), 1 + 2 * np.log(5), 0]])
+    kept = A.weighting.apply(WEIGHTS, {"weighting": "threshold", "weighting_threshold": 4.0})
+    low = A.weighting.BELOW_THRESHOLD
+    assert kept.toarray().tolist() == [[low, 0, 1], [low, 1, 0]]  # below: still seen, almost weightless
+    assert WEIGHTS.toarray().tolist() == [[1, 0, 5], [3, 4, 0]]  # the weights themselves are untouched
+    with pytest.raises(ValidationError, match=">= 9"):
+        A.weighting.apply(WEIGHTS, {"weighting": "threshold", "weighting_threshold": 9})
+    binary = A.weighting.apply(WEIGHTS, {"weighting": "binary"})
+    assert A.weighting.apply(binary, {}) is binary  # nothing to change: no copy
+
+
+def test_the_weighting_is_a_parameter_of_every_configuration_but_never_reaches_irspack():
     for name in ALL:
-        assert A.cost_guard(name, 943, 1682, 100_000) is None, name
+        params = A.resolve_params(name, {"weighting": "LOG1P", "weighting_alpha": "0.5"})
+        assert params["weighting"] == "log1p" and params["weighting_alpha"] == 0.5
+        assert not set(A.weighting.NAMES) & set(A.effective_params(name, params, 10, 10, 20))
+    with pytest.raises(ValidationError, match="binary"):
+        A.resolve_params("IALS", {"weighting": "sqrt"})
+    rec = A.build_recommender("TopPop", WEIGHTS, {"weighting": "threshold", "weighting_threshold": 4})
+    assert rec.X_train_all.toarray().tolist() == [[0.001, 0, 1], [0.001, 1, 0]]
+    assert A.build_recommender("TopPop", WEIGHTS).X_train_all.toarray().tolist() == [[1, 0, 1], [1, 1, 0]]
+
+
+def test_threshold_range_spans_the_weights_that_change_something():
+    assert A.weighting.threshold_range(sps.csr_matrix(np.ones((3, 3)))) is None  # every pair weighs the same
+    ratings = sps.csr_matrix(np.arange(1, 6, dtype=float).reshape(1, 5).repeat(4, axis=0))
+    low, high = A.weighting.threshold_range(ratings)
+    assert 1 < low <= 2 and 4 <= high <= 5
+
+
+# ---- costs ------------------------------------------------------------------------------------
+
+SLOW = A.Machine(gemm_flops=1e10, sparse_rate=1e8, memory_rate=1e9, threads=1)
+FAST = A.Machine(gemm_flops=1e11, sparse_rate=1e9, memory_rate=1e10, threads=1)
+
+
+def _estimate(name, params, n_users, n_items, nnz, speed=SLOW):
+    return A.estimate_cost(name, params, A.DataShape.uniform(n_users, n_items, nnz), speed)
+
+
+def test_estimates_follow_what_drives_each_algorithm_s_cost():
+    # DenseSLIM: W is n_items^2 floats; through the users' side below n_users items, else an n^3 inverse
+    small, large = _estimate("DenseSLIM", {}, 610, 9_724, 100_000), _estimate("DenseSLIM", {}, 610, 19_448, 200_000)
+    assert 9_724**2 * 4 <= small.peak_bytes < 2.5 * 9_724**2 * 4 and small.model_bytes >= 9_724**2 * 4
+    assert large.peak_bytes == pytest.approx(4 * small.peak_bytes, rel=0.1)
+    by_users, by_items = _estimate("DenseSLIM", {}, 1_000, 5_000, 50_000), _estimate("DenseSLIM", {}, 50_000, 5_000, 250_000)
+    assert 2 * 5_000**2 * 4 <= by_items.peak_bytes <= 2.3 * 5_000**2 * 4  # X^T X kept, and its inverse
+    assert by_items.seconds > 3 * by_users.seconds
+    # IALS: epochs x (interactions x factors + rows x factors^2)
+    ials = _estimate("IALS", {"n_components": 64, "train_epochs": 10}, 10_000, 5_000, 1_000_000)
+    assert ials.epochs == 10 and ials.seconds == pytest.approx(ials.setup_seconds + 10 * ials.epoch_seconds)
+    twice = _estimate("IALS", {"n_components": 64, "train_epochs": 10}, 20_000, 10_000, 2_000_000)
+    assert twice.epoch_seconds == pytest.approx(2 * ials.epoch_seconds, rel=0.01)
+    assert _estimate("IALS", {"n_components": 256}, 10_000, 5_000, 1_000_000).epoch_seconds > 4 * ials.epoch_seconds
+    # item similarities keep top_k per item
+    few, many = (_estimate("RP3beta", {"top_k": k}, 10_000, 50_000, 1_000_000) for k in (10, 1000))
+    assert many.peak_bytes > 15 * few.peak_bytes and many.model_bytes >= 50_000 * 1000 * 12  # 1,000 (index, value) per item
+    # a faster machine, a shorter estimate, the same memory
+    fast = _estimate("DenseSLIM", {}, 610, 9_724, 100_000, FAST)
+    assert fast.seconds < small.seconds / 5 and fast.peak_bytes == small.peak_bytes
+    for name in ALL:
+        e = _estimate(name, {"n_components": 8} if "n_components" in A.get_algorithm(name).defaults else {}, 500, 300, 5_000)
+        assert e.seconds > 0 and e.peak_bytes > 0 and e.model_bytes > 0 and e.score_seconds > 0, name
+        assert "~" in e.describe()
+
+
+def test_unusable_data_is_named():
+    assert "no interactions" in A.unusable_reason("TopPop", 10, 10, 0)
+    assert "2 items" in A.unusable_reason("TruncatedSVD", 10, 1, 5)
+    for name in ALL:
+        assert A.unusable_reason(name, 943, 1682, 100_000) is None, name
+
+
+def test_data_shape_counts_co_occurring_pairs():
+    X = sps.csr_matrix(np.array([[1, 1, 0], [1, 1, 1]], dtype=float))
+    shape = A.DataShape.of(X)
+    assert (shape.n_users, shape.n_items, shape.nnz) == (2, 3, 5)
+    assert shape.item_pairs == 2**2 + 3**2 and shape.user_pairs == 2**2 + 2**2 + 1
 
 
 def test_ials_default_beats_toppop_on_demo_data():
@@ -301,7 +374,9 @@ def _scores(rec, users):
 
 
 def test_hooks_are_where_the_algorithms_need_them():
-    assert set(_hooked("fit_trial")) == {"DenseSLIM", "TruncatedSVD"}
+    assert set(_hooked("fit_trial")) == {"DenseSLIM", "EDLAE", "TruncatedSVD"}
+    assert set(_hooked("fit_final")) == {"DenseSLIM", "EDLAE"}
+    assert set(_hooked("estimate")) == set(ALL) - {"TopPop"}
     assert set(_hooked("factors")) == {"IALS", "TruncatedSVD", "NMF"}
     assert set(_hooked("statistics")) == {"IALS", "TruncatedSVD"}
     assert set(_hooked("item_weights")) == {"RP3beta", "P3alpha", "CosineKNN", "AsymmetricCosineKNN", "JaccardKNN",
@@ -324,6 +399,36 @@ def test_fast_trial_fit_scores_like_irspack_learn(split, name):
     again = A.build_recommender(name, split.X_train, params)
     A.get_algorithm(name).fit_trial(again, cache)  # a second trial reuses what the first computed
     np.testing.assert_allclose(_scores(again, users), _scores(fast, users), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["DenseSLIM", "EDLAE"])
+@pytest.mark.parametrize("shape", [(300, 500), (500, 300)])
+def test_lean_dense_item_fits_give_irspack_s_weights_in_less_memory(name, shape):
+    """Through the users' side (fewer users than items) or an in-place inverse (the other way round):
+    irspack's weights, and a final model that holds float32 interactions (scoring never upcasts W)."""
+    import tracemalloc
+
+    X = sps.random(*shape, density=0.05, format="csr", random_state=np.random.RandomState(2))
+    X.data[:] = 1.0
+    params = {"reg": 5.0}
+    reference = _learnt(name, X, params)
+    tracemalloc.start()
+    final = A.build_recommender(name, X, params)
+    A.learn(final)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(final.W, reference.W, atol=1e-5)
+    assert final.X_train_all.dtype == np.float32 and final.W.dtype == np.float32
+    assert _scores(final, np.arange(shape[0])).dtype == np.float32
+    A.get_algorithm(name).check(final, *shape)
+    n = shape[1]
+    assert peak < 1.5 * n * n * 4 + 3 * shape[0] * n * 8  # W, and no second n_items^2 copy
+    cache = A.FitCache(X)
+    for reg in (5.0, 50.0):  # trials share what they can (X^T X on the items' side)
+        trial = A.build_recommender(name, X, {"reg": reg})
+        A.get_algorithm(name).fit_trial(trial, cache)
+        np.testing.assert_allclose(trial.W, _learnt(name, X, {"reg": reg}).W, atol=1e-5)
+    assert ("gram" in cache) == (shape[0] >= shape[1])
 
 
 @pytest.mark.parametrize("shape", [(120, 90), (90, 120)])

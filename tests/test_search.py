@@ -126,20 +126,85 @@ def test_failed_trials_do_not_kill_the_search(split, monkeypatch):
 def test_per_trial_timeout(split):
     res = run_search(split, algorithms=["IALS"], n_trials=3, cutoff=10, per_trial_timeout=1e-6)
     assert res.n_complete == 3 and (res.trials.epochs == 1).all()  # stopped after its 1st epoch
+    # a non-iterative algorithm no trial of which can end within the limit is not searched at all
     res = run_search(split, algorithms=["TruncatedSVD", "IALS"], n_trials=4, cutoff=10, per_trial_timeout=1e-6)
-    failed = res.trials[res.trials.state == "FAIL"]
-    assert (failed.algorithm == "TruncatedSVD").all() and len(failed) >= 1
-    assert failed.error.str.contains("per_trial_timeout").all()
+    assert "per_trial_timeout" in res.skipped["TruncatedSVD"] and set(res.trials.algorithm) == {"IALS"}
 
 
-def test_cost_guard_skips_with_a_logged_reason(split, monkeypatch):
-    monkeypatch.setitem(A.LIMITS, "dense_items", 10)
-    logs = []
-    res = run_search(split, n_trials=7, cutoff=10, log=logs.append)
-    assert "DenseSLIM" in res.skipped and "DenseSLIM" not in set(res.trials.algorithm)
-    assert any(m.startswith("skipping DenseSLIM") for m in logs)
-    with pytest.raises(SearchError, match="DenseSLIM"):
-        run_search(split, algorithms=["DenseSLIM"], n_trials=2)
+def _machine_for(split, seconds, algorithm="TruncatedSVD", params=None):
+    """A Machine on which the algorithm's configuration is estimated to take `seconds` on the split."""
+    def machine(slowdown):
+        return A.Machine(gemm_flops=1e9 / slowdown, sparse_rate=1e8 / slowdown, memory_rate=1e9 / slowdown, threads=1)
+
+    def estimate(speed):
+        budget = S.TrialBudget(A.DataShape.of(split.X_train), speed, 10**12, split.n_val_users, split.n_val_users,
+                               S.MAX_EPOCHS)
+        return budget.cost(A.get_algorithm(algorithm), A.resolve_params(algorithm, params)).seconds
+
+    fixed = estimate(machine(1e-6))  # what does not depend on the machine's speed
+    return machine((seconds - fixed) / (estimate(machine(1)) - fixed))
+
+
+def test_trials_estimated_not_to_fit_are_skipped_with_the_reason_and_estimate(split):
+    # On this (pretend) slow machine the default 16 components take 0.5 s, 4 components less:
+    # large configurations would overrun the per-trial limit and are skipped, never run.
+    slow = _machine_for(split, 0.5)
+    warnings, seen = [], []
+    res = run_search(split, algorithms=["TruncatedSVD"], n_trials=14, cutoff=10, seed=0, per_trial_timeout=1.0,
+                     speed=slow, warn=warnings.append, on_trial=seen.append)
+    skipped = res.trials[res.trials.state == "SKIPPED"]
+    ran = res.trials[res.trials.state == "COMPLETE"]
+    assert len(skipped) >= 1 and res.n_skipped == len(skipped) and res.n_failed == 0 and len(ran) >= 1
+    assert skipped.error.str.contains("per_trial_timeout=1 s").all() and skipped.error.str.contains("estimate ~").all()
+    assert all(e["seconds"] > 1.0 for e in skipped.estimate)  # the estimate (rescaled by the trials that ran)
+    assert ran.params.map(lambda p: p["n_components"]).max() < skipped.params.map(lambda p: p["n_components"]).min()
+    assert skipped.seconds.isna().all()  # not run
+    assert len(warnings) == len(skipped) and all("skipped, not run" in w for w in warnings)
+    assert [i["state"] for i in seen].count("SKIPPED") == len(skipped)
+
+
+def test_an_algorithm_that_cannot_fit_the_memory_limit_is_left_out_and_says_why():
+    items = make_split(clustered_interactions(n_users=300, n_items=1500, seed=2),
+                       config=SplitConfig(heldout_ratio=0.3, val_user_ratio=0.3, seed=0), fingerprint="many-items")
+    warnings = []
+    res = run_search(items, algorithms=["DenseSLIM", "IALS", "TopPop"], n_trials=4, cutoff=10, memory_limit="5MB",
+                     warn=warnings.append)
+    reason = res.skipped["DenseSLIM"]
+    assert "memory" in reason and "5.0 MB" in reason and f"{items.n_items:,} x {items.n_items:,}" in reason
+    assert "DenseSLIM" not in set(res.trials.algorithm) and res.best_algorithm in ("IALS", "TopPop")
+    assert any(w.startswith("skipping DenseSLIM") for w in warnings)
+    with pytest.raises(SearchError, match="DenseSLIM.*memory"):
+        run_search(items, algorithms=["DenseSLIM"], n_trials=2, memory_limit="5MB")
+    with pytest.raises(ValidationError, match="memory_limit"):
+        run_search(items, n_trials=1, memory_limit="lots")
+
+
+def test_memory_limit_reads_bytes_text_and_the_environment(monkeypatch):
+    assert S.memory_limit(2_000_000) == 2_000_000 and S.memory_limit("6GB") == 6 * 10**9
+    assert S.memory_limit("512 MiB") == 512 * 2**20
+    monkeypatch.setenv(S.MEMORY_LIMIT_VARIABLE, "3g")
+    assert S.memory_limit() == 3 * 10**9
+    monkeypatch.delenv(S.MEMORY_LIMIT_VARIABLE)
+    import psutil
+
+    assert S.memory_limit() == pytest.approx(psutil.virtual_memory().available / 2, rel=0.2)
+    for bad in ("6", 6, "-1GB", "6 elephants"):
+        with pytest.raises(ValidationError):
+            S.memory_limit(bad)
+
+
+def test_a_searched_weighting_is_recorded_with_each_configuration():
+    df = clustered_interactions(seed=4)
+    df["weight"] = np.random.RandomState(0).randint(1, 6, len(df)).astype(float)
+    weighted = make_split(df, config=SplitConfig(heldout_ratio=0.3, val_user_ratio=0.5), fingerprint="weighted")
+    assert set(weighted.X_train.data) == {1.0, 2.0, 3.0, 4.0, 5.0} and set(weighted.X_val_ground_truth.data) == {1.0}
+    res = run_search(weighted, algorithms=["IALS", "RP3beta"], n_trials=12, cutoff=10, seed=0, search_weighting=True)
+    kinds = {p["weighting"] for p in res.trials.params}
+    assert {"binary", "log1p"} <= kinds <= {"binary", "log1p", "threshold"}
+    assert res.trials.params.iloc[0]["weighting"] == "binary"  # the defaults stay binary
+    assert res.best_params["weighting"] in kinds
+    plain = run_search(weighted, algorithms=["IALS"], n_trials=3, cutoff=10)
+    assert {p["weighting"] for p in plain.trials.params} == {"binary"}  # searched only when asked
 
 
 def test_bad_arguments(split):
@@ -183,3 +248,31 @@ def test_two_processes_add_distinct_trials_to_one_journal_study(tmp_path):
     assert len(res.trials) == 7
     with pytest.raises(ValidationError, match="cutoff"):
         run_search(make_test_split(), algorithms=FAST, n_trials=1, cutoff=20, storage=path, study_name="shared")
+
+
+def test_dense_item_models_are_tried_on_a_catalogue_of_ml_latest_small_s_size():
+    """610 users x 9,724 items (MovieLens ml-latest-small): the fixed 6,000-item cap used to leave
+    DenseSLIM out; its estimate (~0.4 GB, seconds) fits a 4 GB limit and a 10-minute search."""
+    shape = A.DataShape.uniform(610, 9_724, 100_836)
+    budget = S.TrialBudget(shape, A.machine(), S.memory_limit("4GB"), 610, 610, S.MAX_EPOCHS,
+                           deadline=time.perf_counter() + 600, timeout=600, max_model_bytes=2**31)
+    for name in ("DenseSLIM", "EDLAE"):
+        cost = budget.cheapest(A.get_algorithm(name))
+        assert budget.refusal(A.get_algorithm(name), cost, whole_search=True) is None, cost.describe()
+        assert 9_724**2 * 4 <= cost.peak_bytes <= 1e9
+    # 24,000 items: the weights alone (2.3 GB) exceed a 2 GB limit; the reason says so
+    wide = S.TrialBudget(A.DataShape.uniform(610, 24_000, 100_836), A.machine(), S.memory_limit("2GB"), 610, 610,
+                         S.MAX_EPOCHS)
+    algo = A.get_algorithm("DenseSLIM")
+    assert "more than the limit of 2.00 GB" in wide.refusal(algo, wide.cheapest(algo))
+
+
+def test_trials_on_a_large_catalogue_are_scored_on_a_fixed_sample_of_validation_users():
+    from types import SimpleNamespace
+
+    from workbench.search.trial import scored_users
+
+    assert scored_users(SimpleNamespace(n_val_users=800, n_items=1_682)) == (800, 800)
+    assert scored_users(SimpleNamespace(n_val_users=10_000, n_items=20_000)) == (10_000, S.EPOCH_EVAL_MAX_USERS)
+    trial, epoch = scored_users(SimpleNamespace(n_val_users=10_000, n_items=200_000))
+    assert trial == epoch == S.EPOCH_EVAL_MAX_USERS and trial * 200_000 <= S.TRIAL_EVAL_MAX_CELLS

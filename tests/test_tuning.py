@@ -1,5 +1,6 @@
 """Tuning jobs through the workspace: quality, budgets, pruning, parallel workers, comparisons."""
 
+import math
 import time
 
 import pytest
@@ -112,3 +113,62 @@ def test_bad_tuning_requests_are_clear_errors(workspace, demo):
     with pytest.raises(ValidationError, match="n_trials"):
         workspace.tune(data, n_trials=0)
     assert workspace.tuning_jobs().empty
+
+
+def test_skipped_algorithms_and_trials_are_in_the_result_the_trials_and_the_log(workspace, demo):
+    _, data = demo
+    # DenseSLIM's weights alone (300 x 300 floats) need more than this limit; IALS and TopPop fit.
+    tuning = workspace.tune(data, algorithms=["DenseSLIM", "IALS", "TopPop"], n_trials=4, memory_limit="1.2MB",
+                            train_after_tuning=False)
+    assert tuning.status == "SUCCESS" and tuning.best_algorithm in ("IALS", "TopPop")
+    left_out = [s for s in tuning.skipped if s["algorithm"] == "DenseSLIM"]
+    assert left_out and "memory" in left_out[0]["reason"] and "1.2 MB" in left_out[0]["reason"]
+    warnings = workspace.task_log(tuning_job=tuning.id).query("level == 'WARNING'")["message"]
+    assert warnings.str.contains("DenseSLIM").any()
+    assert not (tuning.trials["algorithm"] == "DenseSLIM").any()
+
+
+def test_a_trial_estimated_to_overrun_shows_as_skipped(workspace, demo, monkeypatch):
+    from workbench import algorithms
+
+    _, data = demo
+    slow = algorithms.Machine(gemm_flops=2e5, sparse_rate=2e4, memory_rate=2e5, threads=1)  # a machine 10^5 x slower
+    monkeypatch.setattr(algorithms.costs, "_MEASURED", slow)
+    tuning = workspace.tune(data, algorithms=["TruncatedSVD", "TopPop"], n_trials=3, timeout=30,
+                            train_after_tuning=False)
+    assert tuning.status == "SUCCESS" and tuning.best_algorithm == "TopPop"
+    assert "TruncatedSVD" in {s["algorithm"] for s in tuning.skipped}
+    assert any("timeout" in s["reason"] for s in tuning.skipped)
+
+
+def test_weighted_data_tunes_weightings_and_trains_the_best_one_recorded_in_the_model(workspace):
+    interactions, _ = generate_demo(seed=2, n_users=400, n_items=200)
+    interactions["plays"] = (interactions.index % 7 + 1).astype(float)
+    project = workspace.create_project("plays", "user_id", "item_id", "timestamp")
+    data = workspace.import_training_data(project, interactions, weight_column="plays")
+    tuning = workspace.tune(data, algorithms=["IALS", "TopPop"], n_trials=8, search_weighting=True, seed=1)
+    weightings = {p["weighting"] for p in tuning.trials["params"]}
+    assert "binary" in weightings and len(weightings) >= 2
+    model = workspace.model(tuning.model_id)
+    best = workspace.configuration(tuning.best_configuration_id).params
+    assert model.params["weighting"] == best["weighting"]
+    header = workspace.inspect_model_file(model.file)
+    assert header["params"]["weighting"] == best["weighting"]
+    # a configuration of its own: log1p confidence of the play counts
+    config = workspace.create_configuration(project, "IALS", {"weighting": "log1p", "weighting_alpha": 2.0})
+    trained = workspace.train(config, data)
+    header = workspace.inspect_model_file(trained.file)
+    assert header["params"]["weighting"] == "log1p" and header["params"]["weighting_alpha"] == 2.0
+    recommender = workspace.load_model(trained.id).recommender
+    assert recommender.X_train_all.data.max() == pytest.approx(1 + 2.0 * math.log1p(interactions["plays"].max()))
+
+
+def test_tuning_on_a_sample_of_users_trains_on_all_of_them(workspace, demo):
+    _, data = demo
+    tuning = workspace.tune(data, algorithms=["IALS", "TopPop"], n_trials=3, sample_users=200, seed=0)
+    assert "(a sample of 200 users, all items)" in workspace.task_log(tuning_job=tuning.id)["message"].str.cat()
+    assert workspace.model(tuning.model_id).n_users == data.n_users
+    with pytest.raises(ValidationError, match="sample_users"):
+        workspace.tune(data, sample_users=1)
+    with pytest.raises(ValidationError, match="memory_limit"):
+        workspace.tune(data, memory_limit="a lot")

@@ -275,12 +275,14 @@ class WorkspaceBase:
         return TrainedModel.from_row(rows[0], self)
 
     def tuning_job(self, tuning_job_id: Any) -> TuningJob:
-        """A tuning job's record, with its job's status and error, its trials and its best algorithm."""
+        """A tuning job's record, with its job's status and error, its trials, its best algorithm and what
+        the search skipped (once it has finished)."""
         tuning_id = int(tuning_job_id.id if isinstance(tuning_job_id, TuningJob) else tuning_job_id)
         record = self.catalog.get("tuning_jobs", tuning_id, "tuning job")
         job = self.catalog.get("jobs", record["job_id"], "job") if record["job_id"] else {}
         record["status"] = job.get("status")
         record["error"] = job.get("error")
+        record["skipped"] = (job.get("result") or {}).get("skipped", [])
         record["trials"] = self.trials(tuning_id)
         best = record["best_configuration_id"]
         record["best_algorithm"] = self.configuration(best).algorithm if best else None

@@ -17,7 +17,7 @@ from .evaluation import TARGET_METRICS, Split, SplitConfig, beyond_accuracy, cat
 from .evaluation.metrics import check_cutoff
 from .recommend import metadata_frame, top_n_unseen
 from .training import fit
-from .tuning import split_for
+from .splits import split_for
 
 if TYPE_CHECKING:
     from .base import WorkspaceBase

@@ -20,7 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 
 from .algorithms import Algorithm, get_algorithm
 from .errors import ValidationError
-from .tuning import split_for
+from .splits import split_for
 
 if TYPE_CHECKING:
     from .base import WorkspaceBase

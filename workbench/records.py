@@ -173,6 +173,7 @@ class TuningJob(_WithJob):
     error: str | None = None
     trials: "pd.DataFrame | None" = None
     best_algorithm: str | None = None
+    skipped: list = field(default_factory=list)  # algorithms left out and trials skipped: why, and the estimate
 
     def refresh(self) -> "TuningJob":
         return self._workspace.tuning_job(self.id)

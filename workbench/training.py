@@ -10,13 +10,14 @@ import irspack
 from irspack import BaseRecommenderWithEarlyStopping
 
 from . import algorithms, data, jobs
-from .evaluation import SplitConfig, make_split
-from .evaluation import evaluate as score_on_split
-from .version import __version__
 from .errors import ValidationError
+from .evaluation import SplitConfig
+from .evaluation import evaluate as score_on_split
 from .records import TrainedModel
 from .signing import write_model_file
+from .splits import split_for
 from .store import disk_errors, utc_now
+from .version import __version__
 
 if TYPE_CHECKING:
     from .base import WorkspaceBase
@@ -74,10 +75,10 @@ def run_training_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) ->
 
 def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = None,
         span: tuple[float, float] = (0.1, 0.9)) -> None:
-    """`recommender.learn()`; iterative algorithms run epoch by epoch (progress within `span`, cancel,
-    no console bar)."""
+    """Learn (`algorithms.learn`: irspack's or a leaner fit of the same model); iterative algorithms
+    run epoch by epoch (progress within `span`, cancel, no console bar)."""
     if not isinstance(recommender, BaseRecommenderWithEarlyStopping):
-        recommender.learn()
+        algorithms.learn(recommender)
         return
     recommender.start_learning()
     n_epochs = recommender.train_epochs
@@ -88,12 +89,11 @@ def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = N
             reporter.check_cancelled()
 
 
-def held_out_scores(ws: "WorkspaceBase", dataset: Any, X: Any, user_ids: Any, item_ids: Any,
-                    algorithm: algorithms.Algorithm, params: dict, reporter: jobs.Reporter) -> dict[str, float]:
+def held_out_scores(ws: "WorkspaceBase", dataset: Any, algorithm: algorithms.Algorithm, params: dict,
+                    reporter: jobs.Reporter) -> dict[str, float]:
     """Fit on the training part of the data's default held-out split and score on the rest."""
     reporter.progress(0.03, "scoring on a held-out split", force=True)
-    split = make_split(X, user_ids, item_ids, config=SplitConfig(), fingerprint=dataset.fingerprint,
-                       cache_dir=ws.data_dir / "splits")
+    split = split_for(ws, dataset, SplitConfig())
     recommender = algorithms.build_recommender(algorithm, split.X_train, params)
     fit(recommender, reporter, span=(0.05, 0.45))
     scores = score_on_split(recommender, split, cutoffs=EVALUATION_CUTOFFS)
@@ -116,11 +116,14 @@ def train_model(ws: "WorkspaceBase", model_id: int, reporter: jobs.Reporter, eva
     reporter.log(f"Training {config.algorithm} ({described}) on training data #{dataset.id}: {dataset.n_users:,} users, "
                  f"{dataset.n_items:,} items, {dataset.n_rows:,} interactions.")
     reporter.progress(0.02, "reading data", force=True)
-    X, user_ids, item_ids = data.interaction_matrix(dataset.path)
     algorithm = algorithms.get_algorithm(config.algorithm)
     params = algorithms.resolve_params(algorithm, config.params)
-    metrics = held_out_scores(ws, dataset, X, user_ids, item_ids, algorithm, params, reporter) if evaluate else None
-    recommender = algorithms.build_recommender(algorithm, X, params)
+    metrics = held_out_scores(ws, dataset, algorithm, params, reporter) if evaluate else None
+    weights = "raw" if data.snapshot_info(dataset.path).weighted else "count"
+    X, user_ids, item_ids = data.interaction_matrix(
+        dataset.path, weighting=weights if algorithms.weighting.uses_weights(params) else "binary")
+    recommender = algorithms.build_recommender(algorithm, X, params)  # applies the configuration's weighting
+    X = recommender.X_train_all  # irspack keeps its own copy: let the one read go (1.2 GB at 100M interactions)
 
     span = (0.5, 0.9) if evaluate else (0.1, 0.9)
     reporter.progress(span[0], "learning on all the data", force=True)

@@ -15,20 +15,25 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
 from . import data, jobs, search
-from .algorithms import DEFAULT_PORTFOLIO, build_recommender, get_algorithm
+from .algorithms import DEFAULT_PORTFOLIO, get_algorithm, machine
 from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
-from .evaluation import TARGET_METRICS as METRICS  # the metrics a search can target (ui.tuning and retrain read them here)
-from .evaluation import Split, SplitConfig, evaluate, make_split
+from .evaluation import (
+    TARGET_METRICS as METRICS,  # the metrics a search can target (ui.tuning and retrain read them here)
+)
+from .evaluation import Split, SplitConfig
 from .records import TuningJob
-from .training import create_model_record, fit, train_model
+from .signing import DEFAULT_MAX_PAYLOAD_BYTES
+from .splits import snapshot_split, split_for
+from .training import create_model_record, train_model
 
 if TYPE_CHECKING:
     from .base import WorkspaceBase
@@ -36,35 +41,19 @@ if TYPE_CHECKING:
 SEARCH_REPORT_INTERVAL = 2.0  # seconds between the catalog writes of a running search (trial rows, log, progress)
 
 
-def split_for(ws: "WorkspaceBase", dataset: dict, config: SplitConfig | dict | None) -> Split:
-    """The (cached) held-out split of a training data snapshot."""
-    return _snapshot_split(dataset.path, dataset.fingerprint, dataset.n_users, dataset.n_items, config,
-                           ws.data_dir / "splits", f"training data {dataset.id}")
-
-
-def _snapshot_split(path: Any, fingerprint: str, n_users: int, n_items: int, config: SplitConfig | dict | None,
-                    cache_dir: Path | None, label: str) -> Split:
-    """The held-out split of the interaction snapshot at `path` (no catalog needed: remote workers use it)."""
-    config = SplitConfig.from_dict(config) if not isinstance(config, SplitConfig) else config
-    if config.needs_times:
-        frame = data.read_interactions(path)
-        if "time" not in frame.columns:
-            raise ValidationError(f"The {config.scheme!r} split needs interaction times, and {label} has none.")
-        return make_split(frame, config=config, fingerprint=fingerprint, n_users=n_users,
-                          n_items=n_items, time_column="time", cache_dir=cache_dir)
-    X, user_ids, item_ids = data.interaction_matrix(path)
-    return make_split(X, user_ids, item_ids, config=config, fingerprint=fingerprint, cache_dir=cache_dir)
-
-
 def tune(ws: "WorkspaceBase", training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
          timeout: float | None = None, per_trial_timeout: float | None = None, metric: str = "ndcg",
          cutoff: int = 20, split: SplitConfig | dict | None = None, train_after_tuning: bool = True,
-         n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False) -> TuningJob:
+         n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False,
+         memory_limit: int | str | None = None, search_weighting: bool = False,
+         sample_users: int | None = None) -> TuningJob:
     """Search the best configuration on a held-out split of `training_data`; train it by default.
 
     `n_jobs > 1` runs trials in that many processes joined to one Optuna study; `storage` (an
     Optuna storage URL) lets workers on other machines join too (`workbench tune-worker`). With
     `storage` and `n_jobs=0` this process only coordinates: the workers run every trial.
+    `memory_limit`, `search_weighting`: see `search.run_search`; `sample_users`: tune on the
+    split of a random sample of that many users (the best configuration is trained on all).
     """
     dataset = ws.training_data(training_data)
     names = [get_algorithm(a).name for a in algorithms] if algorithms else None
@@ -74,6 +63,12 @@ def tune(ws: "WorkspaceBase", training_data: Any, algorithms: Sequence[str] | No
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if label == "n_jobs" and storage else 1):
             raise ValidationError(f"{label} must be a positive whole number, got {value!r}.")
     split_config = split if isinstance(split, SplitConfig) else SplitConfig.from_dict(split)
+    if memory_limit is not None:
+        search.memory_limit(memory_limit)  # a bad value is refused now, not in the job
+    if sample_users is not None and (not isinstance(sample_users, int) or isinstance(sample_users, bool)
+                                     or sample_users < 2):
+        raise ValidationError(f"sample_users must be a whole number of users >= 2, got {sample_users!r}.")
+    options = {"memory_limit": memory_limit, "search_weighting": bool(search_weighting), "sample_users": sample_users}
 
     catalog = ws.catalog
 
@@ -86,7 +81,8 @@ def tune(ws: "WorkspaceBase", training_data: Any, algorithms: Sequence[str] | No
             "split": split_config.to_dict(), "seed": seed, "n_jobs": n_jobs, "storage": storage,
             "train_after_tuning": train_after_tuning,
         })
-        con.execute("UPDATE jobs SET request = ? WHERE id = ?", [f'{{"tuning_job_id": {tuning_id}}}', job_id])
+        con.execute("UPDATE jobs SET request = ? WHERE id = ?",
+                    [json.dumps({"tuning_job_id": tuning_id, "options": options}), job_id])
         con.execute("UPDATE tuning_jobs SET study_name = ? WHERE id = ?", [study_name_of(tuning_id), tuning_id])
         return tuning_id, job_id
 
@@ -151,24 +147,37 @@ def _trial_recorder(record: dict, reporter: jobs.Reporter, worker: int, started:
     return on_trial
 
 
-def _split_in_words(split: Split) -> str:
+def _split_in_words(split: Split, sample_users: int | None = None) -> str:
     """The log line describing a tuning job's held-out split."""
     config = split.config
+    sampled = f" (a sample of {split.n_users:,} users, all items)" if sample_users else ""
     hidden = {"random": f"a random {config.heldout_ratio:.0%} of the interactions of",
               "latest": f"the latest {config.heldout_ratio:.0%} of the interactions of",
               "time": f"the interactions after the {config.time_quantile:.0%} time quantile, of"}[config.scheme]
     return (f"Held-out split ({config.scheme}, seed {config.seed}): {hidden} {split.n_val_users:,} validation users "
             f"({split.n_heldout:,} interactions) are hidden; each trial learns from the other "
             f"{split.n_train_interactions:,} interactions ({split.n_users:,} users, {split.n_items:,} items) and is "
-            "scored on how well it finds the hidden ones.")
+            f"scored on how well it finds the hidden ones{sampled}.")
 
 
 def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def _tuning_record(ws: "WorkspaceBase", tuning_id: int) -> dict:
+    """A tuning job's row with the options its job's request holds (memory_limit, search_weighting, sample_users)."""
+    record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
+    request = ws.catalog.get("jobs", record["job_id"], "job")["request"] if record["job_id"] else {}
+    return {**record, **_options(request.get("options"))}
+
+
+def _options(options: dict | None) -> dict:
+    return {"memory_limit": None, "search_weighting": False, "sample_users": None, **(options or {})}
+
+
 def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, worker: int,
-            storage: str | None, started: float, max_study_trials: int | None = None) -> search.SearchResult:
+            storage: str | None, started: float, max_study_trials: int | None = None,
+            speed_cache: Path | None = None) -> search.SearchResult:
     """Run this process's share of the trials; the overall timeout counts from `started`."""
     timeout = record["timeout_overall"]
     if timeout:
@@ -185,7 +194,10 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
             seed=record["seed"] + worker, storage=storage, study_name=record["study_name"],
             on_trial=_trial_recorder(record, reporter, worker, started),
             should_stop=reporter.cancel_requested, log=reporter.log,
+            warn=lambda message: reporter.log(message, "WARNING"),
             max_study_trials=max_study_trials, trial_attrs={"worker": worker},
+            memory_limit=record["memory_limit"], search_weighting=record["search_weighting"],
+            max_model_bytes=DEFAULT_MAX_PAYLOAD_BYTES, speed=machine(speed_cache),
         )
     finally:
         reporter.interval = interval
@@ -194,11 +206,11 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
 def run_tuning_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> dict:
     """The body of a tuning job: search (in parallel when asked), record the best, train it."""
     started = time.monotonic()
-    record = ws.catalog.get("tuning_jobs", job["request"]["tuning_job_id"], "tuning job")
+    record = _tuning_record(ws, job["request"]["tuning_job_id"])
     dataset = ws.training_data(record["training_data_id"])
     reporter.progress(0.01, "preparing the split", force=True)
-    split = split_for(ws, dataset, record["split"])
-    reporter.log(_split_in_words(split))
+    split = split_for(ws, dataset, record["split"], record["sample_users"])
+    reporter.log(_split_in_words(split, record["sample_users"]))
     storage = _study_storage(ws, record)
     shared = bool(record["storage"])  # a storage other processes and machines can join (tune-worker)
     if shared:
@@ -212,7 +224,8 @@ def run_tuning_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> d
     helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
     try:
         try:
-            result = _search(record, split, reporter, shares[0], 0, storage, started, cap) if shares[0] else None
+            result = (_search(record, split, reporter, shares[0], 0, storage, started, cap, ws.data_dir)
+                      if shares[0] else None)
         finally:
             for helper in helpers:
                 helper.wait()
@@ -255,6 +268,7 @@ def _publish_study(record: dict, dataset: dict, split: Split, storage: str) -> N
         "cutoff": record["cutoff"], "algorithms": list(record["algorithms"]), "n_trials": record["n_trials"],
         "seed": record["seed"], "timeout_overall": record["timeout_overall"],
         "timeout_singlestep": record["timeout_singlestep"],
+        "options": {key: record[key] for key in ("memory_limit", "search_weighting", "sample_users")},
     }
     for attempt in range(10):
         try:
@@ -324,13 +338,16 @@ def _copy_worker_trials(ws: "WorkspaceBase", record: dict, storage: str, reporte
 
 def record_best(ws: "WorkspaceBase", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
     """Save the best configuration and, when asked, train it on all the data."""
+    for name, reason in result.skipped.items():
+        reporter.log(f"{name} was not searched: {reason}", "WARNING")
     config = ws.create_configuration(record["project_id"], result.best_algorithm, result.best_params,
                                      name=f"tuned-{record['id']}-{result.best_algorithm}", tuning_job_id=record["id"])
     reporter.log(f"Best: {result.best_algorithm}, {record['metric']}@{record['cutoff']} {result.best_score:.4f}, saved as "
                  f"configuration #{config.id} {config.name!r}. Trials: {result.n_complete} complete, {result.n_pruned} "
-                 f"stopped early, {result.n_failed} failed.")
+                 f"stopped early, {result.n_failed} failed, {result.n_skipped} skipped.")
     ws.catalog.update("tuning_jobs", record["id"], {"best_score": result.best_score, "best_configuration_id": config.id})
-    outcome = {"tuning_job_id": record["id"], "best_configuration_id": config.id, "best_score": result.best_score}
+    outcome = {"tuning_job_id": record["id"], "best_configuration_id": config.id, "best_score": result.best_score,
+               "skipped": skipped_summary(result)}
     if record["train_after_tuning"]:
         reporter.progress(0.92, "training the best configuration on all the data", force=True)
         dataset = ws.training_data(record["training_data_id"])
@@ -341,6 +358,15 @@ def record_best(ws: "WorkspaceBase", record: dict, result: search.SearchResult, 
         reporter.log(f"Trained model #{model_id} ({result.best_algorithm}) with the best configuration on all the data.")
         outcome["model_id"] = model_id
     return outcome
+
+
+def skipped_summary(result: search.SearchResult) -> list[dict]:
+    """What the search did not run, and why: algorithms left out, then skipped trials."""
+    out = [{"algorithm": name, "number": None, "reason": reason} for name, reason in result.skipped.items()]
+    trials = result.trials[result.trials["state"] == "SKIPPED"]
+    out += [{"algorithm": row.algorithm, "number": int(row.number), "reason": row.error, "estimate": row.estimate}
+            for row in trials.itertuples()]
+    return out
 
 
 def _start_helper(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: int, storage: str | None) -> subprocess.Popen:
@@ -357,14 +383,14 @@ def _start_helper(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: in
 def join_tuning_job(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: int = 1,
                     storage: str | None = None) -> search.SearchResult:
     """Add `n_trials` trials to a tuning job's study from this process (a helper or a remote worker)."""
-    record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
+    record = _tuning_record(ws, tuning_id)
     storage = storage or _study_storage(ws, record)
     if storage is None:
         raise ValidationError(f"Tuning job {tuning_id} has no shared study storage; start it with n_jobs > 1 or storage=.")
-    split = split_for(ws, ws.training_data(record["training_data_id"]), record["split"])
+    split = split_for(ws, ws.training_data(record["training_data_id"]), record["split"], record["sample_users"])
     reporter = jobs.Reporter(ws.catalog, record["job_id"])
     try:
-        return _search(record, split, reporter, n_trials, worker, storage, time.monotonic())
+        return _search(record, split, reporter, n_trials, worker, storage, time.monotonic(), speed_cache=ws.data_dir)
     finally:
         reporter.flush()
 
@@ -423,7 +449,9 @@ def run_worker(job_id: int, storage: str, snapshot: str | None = None, n_trials:
     if study.user_attrs.get("workbench_stopped") or search.study_trial_count(study) >= job["n_trials"]:
         log(f"tuning job {job_id}: nothing left to do")
         return None
-    split = _snapshot_split(path, info.fingerprint, info.n_users, info.n_items, job["split"], None, str(path))
+    options = _options(job.get("options"))
+    split = snapshot_split(path, info.fingerprint, info.n_users, info.n_items, job["split"], None, str(path),
+                            options["sample_users"])
 
     def stopped() -> bool:
         return bool(study.user_attrs.get("workbench_stopped"))
@@ -433,4 +461,6 @@ def run_worker(job_id: int, storage: str, snapshot: str | None = None, n_trials:
         per_trial_timeout=job["timeout_singlestep"], metric=job["metric"], cutoff=job["cutoff"],
         seed=job["seed"] + 1000 + worker % 1_000_000, storage=storage, study_name=study_name, should_stop=stopped,
         log=log, max_study_trials=job["n_trials"], trial_attrs={"worker": worker, "host": socket.gethostname()},
+        memory_limit=options["memory_limit"], search_weighting=options["search_weighting"],
+        max_model_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
     )

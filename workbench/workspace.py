@@ -110,7 +110,9 @@ class Workspace(WorkspaceBase):
     def tune(self, training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
              timeout: float | None = None, per_trial_timeout: float | None = None, metric: str = "ndcg",
              cutoff: int = 20, split: SplitConfig | dict | None = None, train_after_tuning: bool = True,
-             n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False) -> TuningJob:
+             n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False,
+             memory_limit: int | str | None = None, search_weighting: bool = False,
+             sample_users: int | None = None) -> TuningJob:
         """Search the best configuration across algorithms on a held-out split; train it on all the data.
 
         training_data: the data set (record or id). algorithms: names to search (default: the
@@ -121,12 +123,18 @@ class Workspace(WorkspaceBase):
         `model_id`). n_jobs: worker processes joined to one Optuna study (0: this process only
         coordinates workers started with `workbench tune-worker`); storage: an Optuna storage URL
         other machines can join. seed: the split's and the sampler's seed. background: return at
-        once; `job.wait()` or `job.follow()`.
+        once; `job.wait()` or `job.follow()`. memory_limit: the most memory a trial may need (bytes
+        or text like "6GB"; default WORKBENCH_MEMORY_LIMIT, else half the available memory): a
+        trial estimated to need more, or to overrun the timeout, is skipped (state SKIPPED in
+        `trials`, the reason in `skipped` and the log). search_weighting: also search how
+        interactions are weighted (binary, log1p confidence, threshold) when they carry weights.
+        sample_users: tune on a random sample of that many users (large data sets).
         """
         return tuning.tune(self, training_data, algorithms=algorithms, n_trials=n_trials, timeout=timeout,
                            per_trial_timeout=per_trial_timeout, metric=metric, cutoff=cutoff, split=split,
                            train_after_tuning=train_after_tuning, n_jobs=n_jobs, storage=storage, seed=seed,
-                           background=background)
+                           background=background, memory_limit=memory_limit, search_weighting=search_weighting,
+                           sample_users=sample_users)
 
     def tuning_jobs(self, project: Any = None) -> pd.DataFrame:
         """One row per tuning job (of a project, or of all), newest first."""

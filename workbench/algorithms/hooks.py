@@ -1,6 +1,6 @@
 """What the workbench knows about individual irspack algorithms, as hooks of their registry
-entries (:class:`~workbench.algorithms.registry.Algorithm`): sizes fitted to the data, cost
-limits, the factors and item-item weights that scoring can use directly, training statistics, and
+entries (:class:`~workbench.algorithms.registry.Algorithm`): sizes fitted to the data, what an
+algorithm cannot learn from, the factors and item-item weights that scoring can use directly, training statistics, and
 the checks that a loaded model holds arrays of the shapes its file header declares."""
 
 from __future__ import annotations
@@ -12,21 +12,6 @@ import scipy.sparse as sps
 
 from ..errors import ModelFileError, ValidationError
 from .spaces import ials_auto_reg
-
-# Limits for the cost hooks (module-level so a deployment can adjust them).
-LIMITS: dict[str, int] = {
-    # DenseSLIM / EDLAE invert a dense n_items x n_items float32 matrix: memory 4*n^2 bytes per copy
-    # (several copies at peak), time cubic (40 s for 17.6k items on a 2-core machine).
-    "dense_items": 6000,
-    # SLIM: one elastic-net per item over the whole user axis.
-    "slim_items": 20000,
-    "slim_nnz": 5_000_000,
-    # user-KNN keeps a user x user similarity and scores through it.
-    "user_knn_users": 50000,
-    # NMF (sklearn, coordinate descent, fitted twice by irspack).
-    "nmf_nnz": 5_000_000,
-}
-
 
 def nothing(*args: Any) -> None:
     """The hook of algorithms that have nothing to say."""
@@ -62,39 +47,10 @@ def user_neighbours_fit_to_data(kw: dict, n_users: int, n_items: int, nnz: int) 
         kw["top_k"] = max(1, min(int(kw["top_k"]), max(n_users, 1)))
 
 
-# ---- cost limits (cost_guard) ---------------------------------------------------------------------
+# ---- what an algorithm cannot learn from (unusable_reason) ----------------------------------------
 
 
-def dense_items_cost(name: str, n_users: int, n_items: int, nnz: int) -> str | None:
-    if n_items <= LIMITS["dense_items"]:
-        return None
-    gb = 4.0 * n_items * n_items / 1e9
-    return (
-        f"{name} inverts a dense {n_items:,} x {n_items:,} matrix ({gb:.1f} GB per copy, "
-        f"time cubic in items); skipped above {LIMITS['dense_items']:,} items"
-    )
-
-
-def slim_cost(name: str, n_users: int, n_items: int, nnz: int) -> str | None:
-    if n_items <= LIMITS["slim_items"] and nnz <= LIMITS["slim_nnz"]:
-        return None
-    return (
-        f"SLIM fits one elastic net per item ({n_items:,} items, {nnz:,} interactions); "
-        f"skipped above {LIMITS['slim_items']:,} items or {LIMITS['slim_nnz']:,} interactions"
-    )
-
-
-def user_similarity_cost(name: str, n_users: int, n_items: int, nnz: int) -> str | None:
-    if n_users <= LIMITS["user_knn_users"]:
-        return None
-    return f"{name} builds a {n_users:,} x {n_users:,} user similarity; skipped above {LIMITS['user_knn_users']:,} users"
-
-
-def nmf_cost(name: str, n_users: int, n_items: int, nnz: int) -> str | None:
-    return f"NMF is slow on {nnz:,} interactions; skipped above {LIMITS['nmf_nnz']:,}" if nnz > LIMITS["nmf_nnz"] else None
-
-
-def truncated_svd_cost(name: str, n_users: int, n_items: int, nnz: int) -> str | None:
+def truncated_svd_unusable(n_users: int, n_items: int) -> str | None:
     return "TruncatedSVD needs at least 2 users and 2 items" if n_items < 2 or n_users < 2 else None
 
 

@@ -1,5 +1,5 @@
 """The algorithm registry: every irspack recommender with sensible defaults, a search space, a
-parameter schema for forms, a cost guard, and the hooks through which the rest of the workbench
+parameter schema for forms, a cost estimate, and the hooks through which the rest of the workbench
 uses what is particular to one algorithm (see :class:`Algorithm`).
 
 Defaults were chosen from grids measured on ml-100k (943 x 1,682), lastfm-2k (1,892 x 17,632)
@@ -17,15 +17,17 @@ half of their interactions held out. Default nDCG@10 on ml-100k / lastfm-2k (Top
   NMF 32 components: 0.620.
 
 ``n_threads`` is never a user parameter: it is fixed at build time from
-:func:`workbench.threads.default_n_threads` (``WORKBENCH_N_THREADS`` / CPU count).
+:func:`workbench.threads.default_n_threads` (``WORKBENCH_N_THREADS`` / CPU count). Every
+algorithm also takes the interaction-weight parameters of :mod:`.weighting`.
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import irspack
 import numpy as np
@@ -33,7 +35,7 @@ import scipy.sparse as sps
 
 from ..errors import ValidationError
 from ..threads import default_n_threads
-from . import explain, fits, hooks
+from . import costs, explain, fits, hooks, weighting
 from . import spaces as S
 from .params import ParamSpec, bool_param, choice_param, float_param, int_param
 
@@ -52,10 +54,13 @@ class Algorithm:
 
     * ``fit_to_data(kw, n_users, n_items, nnz)``: adjust resolved parameters to the data in place
       (automatic values, sizes clamped);
-    * ``cost(name, n_users, n_items, nnz)``: why the data is too large for the algorithm, or None;
+    * ``estimate(kw, shape, machine)``: what a fit with irspack's keyword arguments ``kw`` will
+      cost on data of this :class:`~workbench.algorithms.costs.DataShape` (:mod:`.costs`);
+    * ``unusable(n_users, n_items)``: why the algorithm cannot learn from data of this size, or None;
     * ``space_point(params, shape)``: parameters in the coordinates of the search space;
     * ``fit_trial(recommender, cache)``: a tuning trial's fit (same model as ``learn()``, cheaper
       when the trials share a :class:`~workbench.algorithms.fits.FitCache`);
+    * ``fit_final(recommender)``: a final model's fit (irspack's ``learn()`` or a leaner one);
     * ``factors(recommender)``: (user factors U, item factors V) when ``get_score(users)`` is
       ``U[users] @ V.T``, else None;
     * ``item_weights(recommender)``: W when ``get_score(users)`` is ``X[users] @ W``, else None;
@@ -73,10 +78,12 @@ class Algorithm:
     params: tuple[ParamSpec, ...] = field(default=(), repr=False)
     space: SuggestFn | None = field(default=None, repr=False)
     description: str = ""
+    estimate: Callable[[dict, costs.DataShape, costs.Machine], costs.Estimate] = field(default=costs.top_pop, repr=False)
     fit_to_data: Callable[[dict, int, int, int], None] = field(default=hooks.nothing, repr=False)
-    cost: Callable[[str, int, int, int], str | None] = field(default=hooks.nothing, repr=False)
+    unusable: Callable[[int, int], str | None] = field(default=hooks.nothing, repr=False)
     space_point: Callable[[dict, S.Shape], dict] = field(default=lambda params, shape: params, repr=False)
     fit_trial: Callable[[Any, fits.FitCache], None] = field(default=fits.learn, repr=False)
+    fit_final: Callable[[Any], None] = field(default=fits.learn, repr=False)
     factors: Callable[[Any], Factors | None] = field(default=hooks.nothing, repr=False)
     item_weights: Callable[[Any], Any] = field(default=hooks.nothing, repr=False)
     explainer: Callable[[Any], explain.Explainer | None] = field(default=hooks.nothing, repr=False)
@@ -153,11 +160,12 @@ def _knn_params(top_k: int, shrinkage: float, weighting: bool, extra: tuple = ()
 # Hooks shared by families of algorithms.
 _ITEM_SIMILARITY = dict(item_weights=hooks.similarity_weights, explainer=explain.item_weights_explainer,
                         check=hooks.check_item_similarity)
-_ITEM_KNN = dict(_ITEM_SIMILARITY, fit_to_data=hooks.item_neighbours_fit_to_data)
-_USER_KNN = dict(fit_to_data=hooks.user_neighbours_fit_to_data, cost=hooks.user_similarity_cost,
+_ITEM_KNN = dict(_ITEM_SIMILARITY, fit_to_data=hooks.item_neighbours_fit_to_data, estimate=costs.item_similarity)
+_USER_KNN = dict(fit_to_data=hooks.user_neighbours_fit_to_data, estimate=costs.user_similarity,
                  check=hooks.check_user_similarity,
                  unexplainable="it scores through similar users (a sum over neighbours), not through the user's own items")
-_DENSE_ITEMS = dict(_ITEM_SIMILARITY, cost=hooks.dense_items_cost)
+_DENSE_ITEMS = dict(_ITEM_SIMILARITY, estimate=costs.dense_items, fit_trial=fits.fit_dense_items,
+                    fit_final=fits.learn_dense_items)
 
 
 def _make_registry() -> dict[str, Algorithm]:
@@ -166,6 +174,7 @@ def _make_registry() -> dict[str, Algorithm]:
 
     def add(name: str, cls: type, params: tuple, space: SuggestFn | None, iterative: bool = False,
             description: str = "", **hook_functions: Any) -> None:
+        params = tuple(params) + weighting.PARAMS
         algos.append(Algorithm(name=name, recommender_class=cls, defaults={p.name: p.default for p in params},
                                iterative=iterative, params=params, space=space, description=description,
                                **hook_functions))
@@ -194,7 +203,8 @@ def _make_registry() -> dict[str, Algorithm]:
         S.ials_space,
         iterative=True,
         description="Implicit ALS matrix factorisation (iALS++ loss, conjugate gradient).",
-        fit_to_data=hooks.ials_fit_to_data, space_point=S.ials_space_point, factors=hooks.embedding_factors,
+        estimate=costs.ials, fit_to_data=hooks.ials_fit_to_data, space_point=S.ials_space_point,
+        factors=hooks.embedding_factors,
         statistics=hooks.ials_statistics, check=hooks.check_ials, explainer=explain.ials_explainer,
     )
     add(
@@ -239,7 +249,7 @@ def _make_registry() -> dict[str, Algorithm]:
         description="User-based k-nearest neighbours, asymmetric cosine similarity.", **_USER_KNN)
     add("DenseSLIM", R.DenseSLIMRecommender, (float_param("reg", 300.0, 0.0, None, help="L2 regularisation (EASE lambda)"),),
         S.dense_slim_space, description="EASE: closed-form dense item-item model (cubic in items).",
-        fit_trial=fits.fit_dense_slim, **_DENSE_ITEMS)
+        **_DENSE_ITEMS)
     add("EDLAE", R.EDLAERecommender, (float_param("reg", 300.0, 0.0, None), float_param("dropout_p", 0.3, 0.0, 0.999)),
         S.edlae_space, description="Emphasised denoising linear autoencoder (cubic in items).", **_DENSE_ITEMS)
     add(
@@ -255,12 +265,13 @@ def _make_registry() -> dict[str, Algorithm]:
         ),
         S.slim_space,
         description="Sparse linear item-item model (elastic net, coordinate descent).",
-        **dict(_ITEM_KNN, cost=hooks.slim_cost),
+        **dict(_ITEM_KNN, estimate=costs.slim),
     )
     add("TruncatedSVD", R.TruncatedSVDRecommender,
         (int_param("n_components", 16, 1, 4096), int_param("random_seed", 0, 0, 2**31 - 1)),
         S.truncated_svd_space, description="Randomised truncated SVD of the interaction matrix.",
-        fit_to_data=hooks.truncated_svd_fit_to_data, cost=hooks.truncated_svd_cost, fit_trial=fits.fit_truncated_svd,
+        estimate=costs.truncated_svd, fit_to_data=hooks.truncated_svd_fit_to_data, unusable=hooks.truncated_svd_unusable,
+        fit_trial=fits.fit_truncated_svd,
         factors=hooks.embedding_factors, statistics=hooks.truncated_svd_statistics, check=hooks.check_truncated_svd,
         explainer=explain.svd_explainer)
     add(
@@ -274,7 +285,7 @@ def _make_registry() -> dict[str, Algorithm]:
         ),
         S.nmf_space,
         description="Non-negative matrix factorisation (scikit-learn).",
-        fit_to_data=hooks.nmf_fit_to_data, cost=hooks.nmf_cost, factors=hooks.nmf_factors, check=hooks.check_nmf,
+        estimate=costs.nmf, fit_to_data=hooks.nmf_fit_to_data, factors=hooks.nmf_factors, check=hooks.check_nmf,
         unexplainable="its user vector is an iterative non-negative fit, which does not split over the profile's items",
     )
     return {a.name: a for a in algos}
@@ -338,18 +349,22 @@ def effective_params(
     """The keyword arguments actually passed to irspack for data of this shape: resolved params
     with automatic values filled in (IALS ``reg``), sizes clamped to the data, and n_threads."""
     algo = get_algorithm(algorithm)
-    kw = resolve_params(algo, params)
+    kw = {k: v for k, v in resolve_params(algo, params).items() if k not in weighting.NAMES}
     algo.fit_to_data(kw, n_users, n_items, nnz)
     if "n_threads" in inspect.signature(algo.recommender_class.__init__).parameters:
         kw["n_threads"] = default_n_threads()
     return kw
 
 
-def build_recommender(algorithm: str | Algorithm, X: Any, params: dict | None = None) -> Any:
-    """An irspack recommender for ``X`` (users x items), not yet learnt."""
+def build_recommender(algorithm: str | Algorithm, X: Any, params: dict | None = None, weighted: bool = False) -> Any:
+    """An irspack recommender for ``X`` (users x items; its values the pairs' weights), not yet
+    learnt. The configuration's weighting (:mod:`.weighting`) turns the weights into the values
+    the model learns from, unless ``weighted`` says ``X`` already holds them."""
     algo = get_algorithm(algorithm)
     if not sps.issparse(X):
         X = sps.csr_matrix(X)
+    if not weighted:
+        X = weighting.apply(X, resolve_params(algo, params))
     n_users, n_items = X.shape
     kw = effective_params(algo, params, n_users, n_items, X.nnz)
     with warnings.catch_warnings():
@@ -357,9 +372,23 @@ def build_recommender(algorithm: str | Algorithm, X: Any, params: dict | None = 
         return algo.recommender_class(X, **kw)
 
 
-def cost_guard(algorithm: str | Algorithm, n_users: int, n_items: int, nnz: int) -> str | None:
-    """Why this algorithm should be skipped on data of this size (None if it is fine)."""
+def learn(recommender: Any) -> None:
+    """Fit a final model built by :func:`build_recommender` (its algorithm's ``fit_final``)."""
+    algo = algorithm_of(recommender)
+    (algo.fit_final if algo is not None else fits.learn)(recommender)
+
+
+def unusable_reason(algorithm: str | Algorithm, n_users: int, n_items: int, nnz: int) -> str | None:
+    """Why this algorithm cannot learn from data of this size (None if it can)."""
     algo = get_algorithm(algorithm)
     if n_users < 1 or n_items < 1 or nnz < 1:
         return f"{algo.name}: no interactions to learn from"
-    return algo.cost(algo.name, n_users, n_items, nnz)
+    return algo.unusable(n_users, n_items)
+
+
+def estimate_cost(algorithm: str | Algorithm, params: dict | None, shape: costs.DataShape,
+                  machine: costs.Machine) -> costs.Estimate:
+    """What fitting this configuration on data of ``shape`` will cost on ``machine`` (see :mod:`.costs`)."""
+    algo = get_algorithm(algorithm)
+    kw = effective_params(algo, params, shape.n_users, shape.n_items, shape.nnz)
+    return algo.estimate(kw, shape, machine)

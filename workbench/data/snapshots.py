@@ -273,6 +273,8 @@ def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr
     indptr = np.searchsorted(u, np.arange(len(users) + 1, dtype=u.dtype)).astype(index)
     matrix = sp.csr_matrix((values, indices, indptr), shape=(len(users), len(items)), copy=False)
     matrix.has_sorted_indices = True
+    del table, u, i
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps the columns read (0.8 GB at 100M rows) otherwise
     return matrix, users, items
 
 

@@ -2,7 +2,8 @@
 
 A :class:`Split` keeps the full user x item space of a snapshot: ``X_train`` has one row per
 user (in the snapshot's user-code order) and one column per item, with the held-out interactions
-removed. The held-out interactions of the *validation users* form ``X_val_ground_truth`` (one row
+removed; its values are the pairs' weights (a ``weight`` column's sums, else the number of
+rows of the pair). Ground truth is binary. The held-out interactions of the *validation users* form ``X_val_ground_truth`` (one row
 per validation user, in the order of ``val_user_indices``).
 
 Schemes (:class:`SplitConfig`):
@@ -29,7 +30,7 @@ disk). Treat the arrays of a split as read-only.
 """
 
 from .beyond import METRIC_DEFINITIONS, beyond_accuracy, category_matrix
-from .evaluator import ValidationEvaluator, evaluate
+from .evaluator import ValidationEvaluator, evaluate, score_block_users
 from .make import clear_split_cache, make_split
 from .metrics import DEFAULT_METRICS, METRICS, TARGET_METRICS
 from .split import SCHEMES, Split, SplitConfig
@@ -44,6 +45,7 @@ __all__ = [
     "ValidationEvaluator",
     "make_split",
     "evaluate",
+    "score_block_users",
     "clear_split_cache",
     "METRIC_DEFINITIONS",
     "beyond_accuracy",

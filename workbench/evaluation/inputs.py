@@ -95,7 +95,8 @@ def from_dataframe(
         n_users = len(user_ids) if user_ids is not None else (int(rows.max()) + 1 if len(rows) else 0)
     if n_items is None:
         n_items = len(item_ids) if item_ids is not None else (int(cols.max()) + 1 if len(cols) else 0)
-    vals = np.ones(len(rows), dtype=np.float64)
+    # a pair's value: the sum of its rows' weights, else its number of rows (dedupe sums them)
+    vals = df["weight"].to_numpy(dtype=np.float64) if "weight" in df.columns else np.ones(len(rows), dtype=np.float64)
     return rows, cols, vals, times, int(n_users), int(n_items), user_ids, item_ids
 
 

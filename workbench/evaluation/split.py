@@ -19,7 +19,7 @@ from .evaluator import ValidationEvaluator
 from .metrics import TARGET_METRICS, check_cutoff
 
 SCHEMES = ("random", "latest", "time")
-_SPLIT_FORMAT_VERSION = 1
+_SPLIT_FORMAT_VERSION = 2  # 2: X_train holds the pairs' weights (1: binary), so older files are recomputed
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ class SplitConfig:
 @dataclass(eq=False)
 class Split:
     """A validation split. Rows of ``X_train`` are all users (snapshot user-code order); columns
-    all items. ``X_val_ground_truth[i]`` holds the held-out items of user ``val_user_indices[i]``."""
+    all items; its values are the pairs' weights (summed, or counted, over duplicate rows: 1 for
+    plain interaction logs), which a configuration's weighting turns into what it learns from.
+    ``X_val_ground_truth[i]`` holds the held-out items of user ``val_user_indices[i]``, each 1."""
 
     X_train: sps.csr_matrix
     X_val_ground_truth: sps.csr_matrix

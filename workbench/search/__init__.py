@@ -21,34 +21,40 @@ spending trials on far-behind algorithms.
 
 Speed:
 
-* the split and its evaluator are prepared once per search, never per trial;
+* the split and its evaluator are prepared once per search, never per trial; on large catalogues
+  a trial is scored on a fixed sample of the validation users (``TRIAL_EVAL_MAX_CELLS``);
 * iterative algorithms (IALS) validate after every epoch, keep their best epoch (early stopping,
   patience ``PATIENCE``), and are pruned by :class:`PerAlgorithmMedianPruner`, which compares a
   trial only with earlier trials *of the same algorithm*; the best epoch count becomes the final
   ``train_epochs``;
 * a configuration already evaluated in the study is not trained again (its score is reused);
-* ``cost_guard`` drops algorithms that would not scale, with the reason logged;
+* before each trial its seconds and peak memory are estimated from the data's shape and this
+  machine's measured speed; a trial that does not fit the time left, the memory limit or the
+  largest model file is skipped (state SKIPPED, with the reason and the estimate), and an
+  algorithm whose cheapest configuration does not fit is left out (see :mod:`.budget`);
 * fits go through each algorithm's ``fit_trial`` hook, which shares work between trials (one Gram
   matrix for DenseSLIM, one exact SVD for TruncatedSVD; see :mod:`workbench.algorithms.fits`).
 
 Time limits (in-process, so a running C++ fit cannot be interrupted):
 
 * ``timeout`` (whole search) is checked between trials *and* between epochs; an iterative trial
-  reaching it stops and keeps its best epoch; a non-iterative trial is not started when the
-  durations of earlier trials of its algorithm say it would overrun the deadline.
+  reaching it stops and keeps its best epoch; a trial whose estimate says it would overrun the
+  deadline is skipped, and the bandit only picks algorithms whose cheapest trial still fits.
 * ``per_trial_timeout``: an iterative trial is stopped at the first epoch boundary past the limit
   and keeps its best epoch so far (state COMPLETE, user attribute ``stopped``); a non-iterative
-  trial can only be checked after its fit: if it took longer it is marked FAIL (too slow).
+  trial estimated to take longer is skipped, and one that took longer is marked FAIL (too slow).
 
 Several processes can run ``run_search`` on one study: give the same ``storage`` (an Optuna
 storage, a URL, or a file path, which means a journal file) and ``study_name``.
 """
 
+from .budget import MEMORY_LIMIT_VARIABLE, TrialBudget, memory_limit
 from .pruner import PerAlgorithmMedianPruner
 from .run import STRATEGIES, run_search
 from .seeds import EXTRA_SEEDS
 from .study import (
     SKIPPED_ATTR,
+    SKIPPED_STATE_ATTR,
     TRIAL_COLUMNS,
     SearchError,
     SearchResult,
@@ -57,7 +63,7 @@ from .study import (
     study_trial_count,
     trial_row,
 )
-from .trial import EPOCH_EVAL_MAX_USERS, MAX_EPOCHS, PATIENCE
+from .trial import EPOCH_EVAL_MAX_USERS, MAX_EPOCHS, PATIENCE, TRIAL_EVAL_MAX_CELLS
 
 __all__ = [
     "run_search",
@@ -70,9 +76,14 @@ __all__ = [
     "open_storage",
     "STRATEGIES",
     "SKIPPED_ATTR",
+    "SKIPPED_STATE_ATTR",
     "TRIAL_COLUMNS",
+    "MEMORY_LIMIT_VARIABLE",
+    "TrialBudget",
+    "memory_limit",
     "EXTRA_SEEDS",
     "MAX_EPOCHS",
     "PATIENCE",
     "EPOCH_EVAL_MAX_USERS",
+    "TRIAL_EVAL_MAX_CELLS",
 ]

@@ -7,16 +7,28 @@ import gc
 import time
 import uuid
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from ..algorithms import DEFAULT_PORTFOLIO, Algorithm, cost_guard, get_algorithm
+from ..algorithms import (
+    DEFAULT_PORTFOLIO,
+    Algorithm,
+    DataShape,
+    Machine,
+    get_algorithm,
+    machine,
+    unusable_reason,
+    weighting,
+)
 from ..errors import ValidationError
 from ..evaluation import TARGET_METRICS, Split
 from ..threads import single_threaded_blas
 from .bandit import choose_algorithm, local_move
+from .budget import TrialBudget
+from .budget import memory_limit as resolve_memory_limit
 from .pruner import PerAlgorithmMedianPruner
 from .seeds import enqueue_seeds
 from .study import (
@@ -30,7 +42,7 @@ from .study import (
     summarize,
     within_budget,
 )
-from .trial import MAX_EPOCHS, TrialLimits, TrialRunner
+from .trial import MAX_EPOCHS, TrialLimits, TrialRunner, scored_users
 
 STRATEGIES = ("bandit", "tpe")
 
@@ -54,6 +66,11 @@ def run_search(
     strategy: str = "bandit",
     max_study_trials: int | None = None,
     trial_attrs: dict | None = None,
+    memory_limit: int | str | None = None,
+    max_model_bytes: float | None = None,
+    search_weighting: bool = False,
+    speed: Machine | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Search algorithms and their parameters on ``split``; see the package docstring.
 
@@ -65,28 +82,50 @@ def run_search(
     this call stops once the study holds that many, whatever ``n_trials`` says (optuna's
     MaxTrialsCallback semantics, checked before each trial is started). ``trial_attrs`` are set
     as user attributes of every trial this call runs (e.g. which worker ran it).
+
+    Budget (:mod:`.budget`): ``memory_limit`` (bytes or text like ``"6GB"``; default
+    ``WORKBENCH_MEMORY_LIMIT``, else half the available memory) and ``max_model_bytes`` (the
+    largest model a file may hold) bound each trial's estimated cost on this machine (``speed``,
+    default: measured once per process); trials that would not fit are skipped (state SKIPPED,
+    the reason in ``error``), algorithms whose cheapest configuration would not fit are left out
+    (``SearchResult.skipped``); each is passed to ``warn`` (default ``log``).
+    ``search_weighting``: also search each configuration's interaction weighting
+    (:mod:`workbench.algorithms.weighting`) when the split's interactions carry weights.
     """
     started = time.perf_counter()
     logf: Callable[[str], None] = log if log is not None else (lambda s: None)
+    warnf: Callable[[str], None] = warn if warn is not None else logf
     metric = str(metric).lower()
     n_trials = _check_arguments(metric, n_trials, timeout, per_trial_timeout, max_study_trials, max_epochs, strategy)
-    portfolio, skipped = _resolve_portfolio(split, algorithms, logf)
+    limits = TrialLimits(deadline=None if timeout is None else started + float(timeout), timeout=timeout,
+                         per_trial_timeout=per_trial_timeout, should_stop=should_stop, max_epochs=max_epochs)
+    trial_users, epoch_users = scored_users(split)
+    budget = TrialBudget(
+        shape=DataShape.of(split.X_train), machine=speed or machine(), memory_limit=resolve_memory_limit(memory_limit),
+        n_val_users=trial_users, epoch_val_users=epoch_users,
+        max_epochs=max_epochs, deadline=limits.deadline, timeout=timeout, per_trial_timeout=per_trial_timeout,
+        max_model_bytes=max_model_bytes,
+    )
+    portfolio, skipped = _resolve_portfolio(split, algorithms, budget, warnf)
     names = [a.name for a in portfolio]
+    thresholds = weighting.threshold_range(split.X_train) if search_weighting else None
+    if search_weighting and thresholds is None:
+        logf("search_weighting: every interaction weighs the same here, so every configuration stays binary")
     if study_name is None:
         study_name = f"search-{uuid.uuid4().hex[:12]}"
     study = _open_study(open_storage(storage), study_name, seed, len(names))
-    check_study_compatible(study, split, metric, cutoff, names, skipped)
+    check_study_compatible(study, split, metric, cutoff, names, skipped, thresholds is not None)
     if not study.get_trials(deepcopy=False):
-        enqueue_seeds(study, portfolio, split)
+        enqueue_seeds(study, portfolio, split, weighted=thresholds is not None)
 
     logf(
         f"Searching {', '.join(names)} for the best {metric}@{cutoff}: {n_trials} trials"
         + (f", {timeout:g} s at most" if timeout else "")
-        + f", on {split.n_users:,} users × {split.n_items:,} items."
+        + f", on {split.n_users:,} users × {split.n_items:,} items ({split.n_val_users:,} validation users"
+        + (f", {trial_users:,} of them score each trial" if trial_users < split.n_val_users else "")
+        + f"). Memory limit {budget.memory_limit / 1e9:.1f} GB; {budget.machine.describe()}."
     )
-    limits = TrialLimits(deadline=None if timeout is None else started + float(timeout), timeout=timeout,
-                         per_trial_timeout=per_trial_timeout, should_stop=should_stop, max_epochs=max_epochs)
-    runner = TrialRunner(split, names, metric, cutoff, limits, dict(trial_attrs or {}))
+    runner = TrialRunner(split, names, metric, cutoff, limits, budget, dict(trial_attrs or {}), weights=thresholds)
     # Objects alive now (modules, the study, the split) are frozen out of the garbage collector for
     # the trials: irspack calls gc.collect() in fits (DenseSLIM twice), each a full scan otherwise.
     # BLAS runs on one thread (ml-100k, 40 trials: 17-28 CPU s with 2 threads, 8-9 with 1);
@@ -94,15 +133,15 @@ def run_search(
     with single_threaded_blas(), _frozen_gc():
         runner.best_so_far = study_best(study)
         stopped_reason = _run_trials(study, runner, portfolio, n_trials, strategy, seed, max_study_trials, logf,
-                                     on_trial)
+                                     warnf, on_trial)
     return summarize(study, metric, cutoff, started, skipped, study_name, stopped_reason)
 
 
 def _run_trials(study: optuna.Study, runner: TrialRunner, portfolio: list[Algorithm], n_trials: int, strategy: str,
                 seed: int | None, max_study_trials: int | None, log: Callable[[str], None],
-                on_trial: Callable[[dict], None] | None) -> str | None:
+                warn: Callable[[str], None], on_trial: Callable[[dict], None] | None) -> str | None:
     """Run up to ``n_trials`` trials; return why the search stopped early (None: it did not)."""
-    limits = runner.limits
+    limits, budget = runner.limits, runner.budget
     for _ in range(n_trials):
         if limits.should_stop is not None and limits.should_stop():
             log("Cancelled: no more trials.")
@@ -114,8 +153,12 @@ def _run_trials(study: optuna.Study, runner: TrialRunner, portfolio: list[Algori
             log(f"The study has its {max_study_trials} trials (counting every worker's).")
             return "budget"
         if strategy == "bandit" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            affordable = [a for a in portfolio if budget.refusal(a, budget.cheapest(a)) is None]
+            if not affordable:
+                log("The time left is too short for any algorithm's cheapest trial: no more trials.")
+                return "timeout"
             n_all = len(study.get_trials(deepcopy=False))
-            chosen = choose_algorithm(study, portfolio, seed, n_all)
+            chosen = choose_algorithm(study, affordable, seed, n_all)
             study.enqueue_trial({"algorithm": chosen, **local_move(study, chosen, seed, n_all)})
         trial = study.ask()
         if max_study_trials is not None and not within_budget(study, trial.number, max_study_trials):
@@ -125,11 +168,7 @@ def _run_trials(study: optuna.Study, runner: TrialRunner, portfolio: list[Algori
             log(f"The study has its {max_study_trials} trials (counting every worker's).")
             return "budget"
         info = runner.run(study, trial)
-        if info is None:
-            log(f"Stopping before trial {trial.number + 1} ({trial.params.get('algorithm')}): it would overrun the time "
-                "budget.")
-            return "timeout"
-        log(runner.message(info))
+        (warn if info["state"] == "SKIPPED" else log)(runner.message(info))
         if on_trial is not None:
             on_trial(dict(info))
     return None
@@ -159,9 +198,10 @@ def _check_arguments(metric: str, n_trials: Any, timeout: Any, per_trial_timeout
 
 
 def _resolve_portfolio(
-    split: Split, algorithms: Sequence[str] | None, log: Callable[[str], None]
+    split: Split, algorithms: Sequence[str] | None, budget: TrialBudget, warn: Callable[[str], None]
 ) -> tuple[list[Algorithm], dict[str, str]]:
-    """The algorithms to search (the cost guard's rejects left out) and the rejects' reasons."""
+    """The algorithms to search and why the others are left out: they cannot learn from the data,
+    or not even their cheapest configuration fits the budget."""
     names = list(DEFAULT_PORTFOLIO) if algorithms is None else list(algorithms)
     if isinstance(algorithms, str):
         names = [algorithms]
@@ -173,15 +213,19 @@ def _resolve_portfolio(
         algo = get_algorithm(n)
         if algo in chosen:
             continue
-        reason = cost_guard(algo, split.n_users, split.n_items, split.X_train.nnz)
+        reason = unusable_reason(algo, split.n_users, split.n_items, split.X_train.nnz)
+        if reason is None:
+            cost = budget.cheapest(algo)
+            refusal = budget.refusal(algo, cost, whole_search=True)
+            reason = None if refusal is None else f"even its cheapest configuration {refusal} (estimate {cost.describe()})"
         if reason:
             skipped[algo.name] = reason
-            log(f"skipping {algo.name}: {reason}")
+            warn(f"skipping {algo.name}: {reason}")
             continue
         chosen.append(algo)
     if not chosen:
         raise SearchError(
-            "no algorithm left to search after the cost guard: "
+            "no algorithm fits the data and the budget: "
             + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
     return chosen, skipped

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from ..algorithms import Algorithm, effective_params
+from ..algorithms import Algorithm, effective_params, weighting
 from ..evaluation import Split
 
 # Known-good starting points besides each algorithm's defaults (trial-parameter space, plain
@@ -17,29 +17,34 @@ EXTRA_SEEDS: dict[str, list[dict]] = {
     "IALS": [{"n_components": 128, "alpha0": 1.0, "reg_lambda": 10.0}],
     "RP3beta": [{"top_k": 4096, "beta": 0.3, "normalize_weight": False}],
 }
+# With the weighting searched too: the defaults stay binary, and IALS also starts from log1p confidence.
+WEIGHTED_SEEDS: dict[str, list[dict]] = {"IALS": [{"weighting": "log1p", "weighting_alpha": 1.0}]}
 
 
-def enqueue_seeds(study: optuna.Study, portfolio: list[Algorithm], split: Split) -> None:
-    """Each algorithm's defaults (iterative ones first, TopPop last), then the extra seeds."""
+def enqueue_seeds(study: optuna.Study, portfolio: list[Algorithm], split: Split, weighted: bool = False) -> None:
+    """Each algorithm's defaults (iterative ones first, TopPop last), then the extra seeds
+    (and, when the weighting is searched, the weighted seeds)."""
     order = sorted(portfolio, key=lambda a: (a.name == "TopPop", not a.iterative))
-    for algo in order:
-        study.enqueue_trial({"algorithm": algo.name, **default_trial_params(algo, split)}, skip_if_exists=True)
-    for algo in order:
-        for extra in EXTRA_SEEDS.get(algo.name, []):
-            study.enqueue_trial({"algorithm": algo.name, **default_trial_params(algo, split, extra)}, skip_if_exists=True)
+    binary = {"weighting": "binary"} if weighted else {}
+    seeds = [(algo, binary) for algo in order]
+    seeds += [(algo, {**binary, **extra}) for algo in order for extra in EXTRA_SEEDS.get(algo.name, [])]
+    if weighted:
+        seeds += [(algo, extra) for algo in order for extra in WEIGHTED_SEEDS.get(algo.name, [])]
+    for algo, extra in seeds:
+        study.enqueue_trial({"algorithm": algo.name, **default_trial_params(algo, split, extra)}, skip_if_exists=True)
 
 
 def default_trial_params(algo: Algorithm, split: Split, override: dict | None = None) -> dict:
     """The algorithm's defaults (updated with ``override``, in trial-parameter space) as values
     of its search space (prefixed), clipped into it."""
+    prefix = f"{algo.name}."
+    out: dict[str, Any] = {prefix + k: v for k, v in (override or {}).items() if k in weighting.NAMES}
     if algo.space is None:
-        return {}
+        return out
     shape = (split.n_users, split.n_items, split.X_train.nnz)
     ranges = algo.space_ranges(*shape)
     point = algo.space_point(effective_params(algo, {}, *shape), shape)
     point.update(override or {})
-    out: dict[str, Any] = {}
-    prefix = f"{algo.name}."
     for full, spec in ranges.items():
         plain = full[len(prefix):]
         value = point.get(plain)

@@ -18,8 +18,9 @@ from ..algorithms import get_algorithm, resolve_params
 from ..errors import ValidationError, WorkbenchError
 from ..evaluation import Split
 
-SKIPPED_ATTR = "not_started"  # user attribute of a trial given up before it ran (with the reason)
-TRIAL_COLUMNS = ["number", "algorithm", "params", "score", "seconds", "state", "epochs", "error"]
+SKIPPED_ATTR = "not_started"  # user attribute of a trial given up before it ran: the study's budget was reached
+SKIPPED_STATE_ATTR = "skipped"  # user attribute of a trial whose estimated cost did not fit (the reason): SKIPPED
+TRIAL_COLUMNS = ["number", "algorithm", "params", "score", "seconds", "state", "epochs", "error", "estimate"]
 
 
 class SearchError(WorkbenchError):
@@ -40,7 +41,8 @@ class SearchResult:
     metric: str = "ndcg"
     cutoff: int = 20
     n_complete: int = 0
-    skipped: dict = field(default_factory=dict)  # algorithm -> reason (cost guard)
+    skipped: dict = field(default_factory=dict)  # algorithm -> why it was left out of the search
+    n_skipped: int = 0  # trials not run because their estimated cost did not fit (state SKIPPED)
     study_name: str | None = None
     stopped_reason: str | None = None  # "cancelled", "timeout", "budget" (study-wide cap) or None
 
@@ -79,9 +81,10 @@ def trial_row(t: FrozenTrial) -> dict:
             max(t.intermediate_values.values()) if t.intermediate_values else None
         ),
         "seconds": t.user_attrs.get("seconds"),
-        "state": t.state.name,
+        "state": "SKIPPED" if SKIPPED_STATE_ATTR in t.user_attrs else t.state.name,
         "epochs": t.user_attrs.get("epochs", max(t.intermediate_values) if t.intermediate_values else None),
-        "error": t.user_attrs.get("error") or t.user_attrs.get(SKIPPED_ATTR),
+        "error": t.user_attrs.get("error") or t.user_attrs.get(SKIPPED_STATE_ATTR) or t.user_attrs.get(SKIPPED_ATTR),
+        "estimate": t.user_attrs.get("estimate"),
     }
 
 
@@ -110,12 +113,13 @@ def study_best(study: optuna.Study) -> float | None:
 
 
 def check_study_compatible(
-    study: optuna.Study, split: Split, metric: str, cutoff: int, names: list[str], skipped: dict
+    study: optuna.Study, split: Split, metric: str, cutoff: int, names: list[str], skipped: dict,
+    search_weighting: bool = False,
 ) -> None:
     """Record what a new study searches, or refuse to join one that searches something else."""
     attrs = study.user_attrs
     mine = {"metric": metric, "cutoff": int(cutoff), "split_fingerprint": split.fingerprint,
-            "split_config": split.config.key()}
+            "split_config": split.config.key(), "search_weighting": bool(search_weighting)}
     if not attrs.get("workbench_search"):
         for k, v in mine.items():
             study.set_user_attr(k, v)
@@ -124,7 +128,7 @@ def check_study_compatible(
         study.set_user_attr("workbench_search", True)
         return
     for k, v in mine.items():
-        if attrs.get(k) != v:
+        if attrs.get(k, False if k == "search_weighting" else None) != v:
             raise ValidationError(
                 f"study {study.study_name!r} was created with {k}={attrs.get(k)!r}, not {v!r}; "
                 "join it with the same split, metric and cutoff or use another study_name"
@@ -196,19 +200,25 @@ def summarize(study: optuna.Study, metric: str, cutoff: int, started: float, ski
     df = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    n_skipped = sum(SKIPPED_STATE_ATTR in t.user_attrs for t in trials)
     n_failed = sum(
         t.state == TrialState.FAIL and SKIPPED_ATTR not in t.user_attrs for t in trials
-    )
+    ) - n_skipped
     elapsed = time.perf_counter() - started
     if not complete:
         errors = [t.user_attrs.get("error") for t in trials if t.user_attrs.get("error")]
         reason = (
-            f"no trial completed ({n_failed} failed, {n_pruned} pruned"
+            f"no trial completed ({n_failed} failed, {n_pruned} pruned, {n_skipped} skipped"
             + (f", stopped: {stopped_reason}" if stopped_reason else "")
             + ")"
         )
         if errors:
             reason += f"; last error: {errors[-1]}"
+        skips = [t.user_attrs[SKIPPED_STATE_ATTR] for t in trials if SKIPPED_STATE_ATTR in t.user_attrs]
+        if skips:
+            reason += f"; last skipped: {skips[-1]}"
+        if skipped:
+            reason += "; left out: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise SearchError(reason)
     best = max(complete, key=lambda t: (t.value, -t.number))
     best_algorithm = best.user_attrs.get("algorithm", best.params.get("algorithm"))
@@ -225,6 +235,7 @@ def summarize(study: optuna.Study, metric: str, cutoff: int, started: float, ski
         cutoff=int(cutoff),
         n_complete=len(complete),
         skipped=dict(skipped),
+        n_skipped=n_skipped,
         study_name=study_name,
         stopped_reason=stopped_reason,
     )

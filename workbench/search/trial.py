@@ -1,26 +1,41 @@
-"""One trial of a search: sample a configuration, reuse the score of an identical one, else fit
-(iterative algorithms epoch by epoch, with early stopping and pruning) and score it; record it in
-the study whatever happens. A failed trial never stops the search."""
+"""One trial of a search: sample a configuration, reuse the score of an identical one, skip it
+when its estimated cost does not fit the budget (:mod:`.budget`), else fit (iterative
+algorithms epoch by epoch, with early stopping and pruning) and score it; record it in the study
+whatever happens. A failed or skipped trial never stops the search."""
 
 from __future__ import annotations
 
 import math
 import time
 import traceback
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..algorithms import Algorithm, FitCache, build_recommender, get_algorithm, resolve_params
+from ..algorithms import Algorithm, FitCache, build_recommender, get_algorithm, resolve_params, weighting
 from ..evaluation import Split
-from .study import SKIPPED_ATTR, cached_value
+from .budget import TrialBudget
+from .study import SKIPPED_STATE_ATTR, cached_value
 
 MAX_EPOCHS = 30  # upper bound of epochs of an iterative trial
 PATIENCE = 3  # validations without improvement before an iterative trial stops
 EPOCH_EVAL_MAX_USERS = 1000  # per-epoch validation uses at most this many validation users
+# A trial's score covers at most this many (user, item) cells: on large catalogues a fixed sample
+# of the validation users (200k items: 1,000 users; ranking 10,000 users over 200k items takes a
+# trial 15-80 s on 2 cores); up to 20,000 items every validation user up to 10,000.
+TRIAL_EVAL_MAX_CELLS = 200_000_000
+WEIGHTED_MATRICES_KEPT = 2  # training matrices of other weightings (and what their fits share) kept at once
+
+
+def scored_users(split: Split) -> tuple[int, int]:
+    """How many validation users score a trial, and an iterative trial's epochs."""
+    trial = min(split.n_val_users, max(EPOCH_EVAL_MAX_USERS, TRIAL_EVAL_MAX_CELLS // max(split.n_items, 1)))
+    return trial, min(trial, EPOCH_EVAL_MAX_USERS)
 
 
 class TrialTooSlow(Exception):
@@ -41,30 +56,47 @@ class TrialLimits:
 
 @dataclass
 class TrialRunner:
-    """Runs the trials of one search process on one split, one at a time."""
+    """Runs the trials of one search process on one split, one at a time. ``weights`` (the
+    thresholds' range, see :func:`~workbench.algorithms.weighting.space`) makes each trial also
+    sample the configuration's interaction weighting."""
 
     split: Split
     names: list[str]
     metric: str
     cutoff: int
     limits: TrialLimits
+    budget: TrialBudget
     trial_attrs: dict = field(default_factory=dict)
     best_so_far: float | None = None
+    weights: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        self.evaluator = self.split.evaluator(cutoff=self.cutoff, target_metric=self.metric)
+        trial_users, epoch_users = scored_users(self.split)
+        self.evaluator = self.split.evaluator(cutoff=self.cutoff, target_metric=self.metric, max_users=trial_users)
         self.epoch_evaluator = self.split.evaluator(cutoff=self.cutoff, target_metric=self.metric,
-                                                    max_users=EPOCH_EVAL_MAX_USERS)
-        self.fits = FitCache(self.split.X_train)  # what the trials' fits share (the fit_trial hooks)
-        self.durations: dict[str, list[tuple[float, float]]] = {}  # this process's fits per algorithm (seconds, size)
+                                                    max_users=epoch_users)
+        # what the trials' fits share (the fit_trial hooks), per weighting of the training matrix
+        self.fits: OrderedDict[tuple, FitCache] = OrderedDict()
 
-    def run(self, study: optuna.Study, trial: optuna.Trial) -> dict | None:
+    def fit_cache(self, params: dict) -> FitCache:
+        """The shared fits of the training matrix weighted as ``params`` say (the latest few kept)."""
+        key = weighting.key(params)
+        cache = self.fits.get(key)
+        if cache is None:
+            cache = self.fits[key] = FitCache(weighting.apply(self.split.X_train, params))
+            while len(self.fits) > WEIGHTED_MATRICES_KEPT:
+                self.fits.popitem(last=False)
+        self.fits.move_to_end(key)
+        return cache
+
+    def run(self, study: optuna.Study, trial: optuna.Trial) -> dict:
         """Run and record ``trial``; return what happened (number, algorithm, params, score,
-        seconds, state, epochs, error, best_so_far), or None when the trial was given up because
-        it would overrun the search deadline (the search should stop)."""
+        seconds, state, epochs, error, best_so_far, and the estimate). State SKIPPED: its cost
+        did not fit the budget (``error`` says why)."""
         t0 = time.perf_counter()
         info: dict[str, Any] = {"number": trial.number}
         progress: dict[str, Any] = {}
+        name, cost = None, None
         for key, value in self.trial_attrs.items():
             trial.set_user_attr(key, value)
         try:
@@ -72,15 +104,21 @@ class TrialRunner:
             algo = get_algorithm(name)
             split = self.split
             sampled = algo.suggest(trial, n_users=split.n_users, n_items=split.n_items, nnz=split.X_train.nnz)
+            if self.weights is not None:
+                sampled.update(weighting.space(trial, f"{name}.", self.weights))
             params = _jsonable(resolve_params(algo, sampled))
             info.update(algorithm=name, params=params)
             trial.set_user_attr("algorithm", name)
             trial.set_user_attr("params", params)
-            if self._would_overrun(algo, params):
-                trial.set_user_attr(SKIPPED_ATTR, "would overrun the search timeout")
-                study.tell(trial, state=TrialState.FAIL)
-                return None
             cached = cached_value(study, name, params, trial.number)
+            cost = None if cached is not None else self.budget.cost(algo, params)
+            if cost is not None:
+                info["estimate"] = cost.as_dict()
+                trial.set_user_attr("estimate", info["estimate"])
+                reason = self.budget.refusal(algo, cost)
+                if reason is not None:
+                    return self._skip(study, trial, info, reason, cost, t0)
+            stopped = None
             if cached is not None:
                 value, learnt = cached
                 params = {**params, **learnt}
@@ -101,7 +139,8 @@ class TrialRunner:
                 raise FloatingPointError(f"{self.metric}@{self.cutoff} is {value}")
             seconds = time.perf_counter() - t0
             trial.set_user_attr("seconds", seconds)
-            self.durations.setdefault(name, []).append((seconds, _size(params)))
+            if cost is not None and not stopped:
+                self.budget.record(name, cost.raw_seconds, seconds)
             study.tell(trial, value)
             state = "COMPLETE"
             info.update(score=float(value), epochs=epochs)
@@ -128,8 +167,8 @@ class TrialRunner:
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             state = "FAIL"
             info.update(error=message, score=None)
-            if isinstance(exc, TrialTooSlow):
-                self.durations.setdefault(info.get("algorithm", "?"), []).append((seconds, _size(info["params"])))
+            if isinstance(exc, TrialTooSlow) and cost is not None:
+                self.budget.record(name, cost.raw_seconds, seconds)
         info.update(seconds=seconds, state=state, best_so_far=self.best_so_far)
         info.setdefault("algorithm", None)
         info.setdefault("params", None)
@@ -142,6 +181,8 @@ class TrialRunner:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown[:5])
         params = f" ({params}{', …' if len(shown) > 5 else ''})" if shown else ""
         head = f"Trial {info['number'] + 1}: {info.get('algorithm')}"
+        if info["state"] == "SKIPPED":
+            return f"{head} skipped, not run: {info['error']}"
         score, metric = info.get("score"), f"{self.metric}@{self.cutoff}"
         took = f"in {info['seconds']:.1f} s"
         if info["state"] == "FAIL":
@@ -152,21 +193,24 @@ class TrialRunner:
         best = " · new best" if score is not None and score == info.get("best_so_far") else ""
         return f"{head} {metric} {score:.4f} {took}{best}{params}"
 
-    def _would_overrun(self, algo: Algorithm, params: dict) -> bool:
-        """Would a non-iterative fit, judged by this process's earlier fits of the algorithm,
-        end after the search deadline (plus 5 % of the timeout)? Then it is not started."""
-        limits, history = self.limits, self.durations.get(algo.name)
-        if limits.deadline is None or algo.iterative or not history:
-            return False
-        return time.perf_counter() + _expected_seconds(history, params) > limits.deadline + 0.05 * float(limits.timeout)
+    def _skip(self, study: optuna.Study, trial: optuna.Trial, info: dict, reason: str, cost: Any,
+              t0: float) -> dict:
+        """Record a trial whose estimated cost does not fit: not run, state SKIPPED, with the reason."""
+        reason = f"{reason} (estimate {cost.describe()})"
+        trial.set_user_attr(SKIPPED_STATE_ATTR, reason)
+        study.tell(trial, state=TrialState.FAIL)
+        info.update(state="SKIPPED", error=reason, score=None, seconds=time.perf_counter() - t0,
+                    best_so_far=self.best_so_far)
+        return info
 
     def _fit_and_score(self, trial: optuna.Trial, algo: Algorithm, params: dict, t0: float,
                        progress: dict) -> tuple[float, int | None, str | None]:
         """(score, best epoch or None, why an iterative fit stopped early or None)."""
         limits = self.limits
-        rec = build_recommender(algo, self.fits.X, params)
+        fits = self.fit_cache(params)
+        rec = build_recommender(algo, fits.X, params, weighted=True)
         if not algo.iterative:
-            algo.fit_trial(rec, self.fits)
+            algo.fit_trial(rec, fits)
             took = time.perf_counter() - t0
             if limits.per_trial_timeout is not None and took > limits.per_trial_timeout:
                 raise TrialTooSlow(f"fit took {took:.1f} s, more than per_trial_timeout={limits.per_trial_timeout:g} s")
@@ -237,15 +281,3 @@ def _jsonable(params: dict) -> dict:
             v = bool(v)
         out[k] = v
     return out
-
-
-def _size(params: dict) -> float:
-    """A rough cost driver of a configuration (factorisation cost grows about linearly with it)."""
-    v = params.get("n_components")
-    return float(v) if isinstance(v, (int, float)) and v > 0 else 1.0
-
-
-def _expected_seconds(history: list[tuple[float, float]], params: dict) -> float:
-    """Expected duration of a fit: earlier fits of the algorithm, scaled up by size (median)."""
-    size = _size(params)
-    return float(np.median([sec * max(1.0, size / max(old, 1.0)) for sec, old in history]))
