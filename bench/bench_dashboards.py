@@ -138,7 +138,7 @@ class Server:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(log.read_text()[-2000:])
+                    raise RuntimeError(log.read_text()[-2000:]) from None
                 time.sleep(0.3)
 
     def wait_ready(self, timeout: float = 300) -> None:

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_lifecycle import ml100k, synthetic, table
 
 import workbench as wb
-from bench_lifecycle import ml100k, synthetic, table
 
 TARGET_MS = 2.0
 MODELS = {"IALS": None, "CosineKNN": None, "RP3beta": None, "DenseSLIM": None, "TruncatedSVD": None}

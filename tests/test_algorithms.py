@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import contextlib
+import io
 
 import numpy as np
 import optuna
@@ -534,7 +534,7 @@ def test_check_accepts_a_learnt_model_and_refuses_other_shapes_or_bad_indices(sp
     # every sparse matrix the model holds, one index pushed out of range
     matrices = [(key, value) for key, value in vars(rec).items() if sps.issparse(value)]
     assert matrices
-    for key, matrix in matrices:
+    for _, matrix in matrices:
         saved = matrix.indices[0]
         matrix.indices[0] = matrix.shape[1 if matrix.format == "csr" else 0] + 5
         with pytest.raises(ModelFileError, match="indices"):

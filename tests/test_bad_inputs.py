@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import clustered_interactions, item_table
 
 import workbench as wb
 from workbench.errors import ModelFileError, NotFoundError, ValidationError, WorkbenchError
 from workbench.retrain import retrain
-
-from conftest import clustered_interactions, item_table
 
 BAD = Path(__file__).parent / "data" / "bad"
 TABLES = ("projects", "training_data", "item_metadata", "configurations", "models", "jobs", "job_logs",

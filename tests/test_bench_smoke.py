@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sps
-
 from conftest import clustered_interactions
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

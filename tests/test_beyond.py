@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sps
+from conftest import clustered_interactions, item_table
 
 from workbench.errors import ValidationError
 from workbench.evaluation import METRIC_DEFINITIONS, beyond_accuracy, category_matrix
@@ -17,8 +18,6 @@ from workbench.evaluation.beyond import (
     popularity_bias,
     popularity_percentiles,
 )
-
-from conftest import clustered_interactions, item_table
 
 # 4 users x 4 items: item popularity 3, 1, 1, 0
 X = sps.csr_matrix(np.array([[1, 1, 0, 0],

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import clustered_interactions
 from test_server import DASHBOARDS, Server
 from test_ui import build_demo_home

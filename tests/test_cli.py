@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_ui import SMALL_DEMO, build_demo_home
 
 from workbench import cli
-
-from test_ui import SMALL_DEMO, build_demo_home
 
 HEAVY = ("irspack", "sklearn", "scipy", "pandas", "pyarrow", "duckdb", "papermill", "nbformat", "jupyter_client",
          "voila", "tornado")

@@ -3,7 +3,7 @@
 import gzip
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +112,8 @@ def test_snapshot_layout_and_info(reference, frame):
     assert reference.path.name == reference.fingerprint and len(reference.fingerprint) == 64
     assert data.snapshot_info(reference.path) == reference
     assert reference.id_types == {"user": "string", "item": "string"}
-    assert reference.time_min == datetime.fromtimestamp(frame.ts.min(), timezone.utc).replace(tzinfo=None)
-    assert reference.time_max == datetime.fromtimestamp(frame.ts.max(), timezone.utc).replace(tzinfo=None)
+    assert reference.time_min == datetime.fromtimestamp(frame.ts.min(), UTC).replace(tzinfo=None)
+    assert reference.time_max == datetime.fromtimestamp(frame.ts.max(), UTC).replace(tzinfo=None)
     assert reference.dropped == {"null_ids": 0, "duplicates": 0}
     schema = pq.read_schema(reference.path / "interactions.parquet")
     assert schema.names == ["user_id", "item_id", "user_code", "item_code", "time"]

@@ -10,13 +10,12 @@ import textwrap
 import duckdb
 import pandas as pd
 import pytest
+from conftest import clustered_interactions, item_table
 
 import workbench as wb
 from workbench.cli import main
 from workbench.errors import NotFoundError, ValidationError
 from workbench.export import read_export_info
-
-from conftest import clustered_interactions, item_table
 
 
 @pytest.fixture

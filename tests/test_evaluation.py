@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import contextlib
+import io
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from irspack import CosineKNNRecommender, Evaluator, IALSRecommender, TopPopReco
 
 from workbench import evaluation as E
 from workbench.errors import ValidationError
-from workbench.evaluation import Split, SplitConfig, evaluate, make_split
+from workbench.evaluation import SplitConfig, evaluate, make_split
 
 
 def interactions(n_users=150, n_items=60, seed=0, with_duplicates=True) -> pd.DataFrame:

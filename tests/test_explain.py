@@ -4,20 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sps
+from conftest import clustered_interactions
 
 from workbench.errors import NotFoundError, ValidationError
 from workbench.explanations import because_text
 from workbench.recommend import EXPLAIN_TOP
-
-from conftest import clustered_interactions
 
 PROFILE = ["i1", "i5", "i9", "i14"]
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    import workbench as wb
     from conftest import item_table
+
+    import workbench as wb
 
     workspace = wb.open(tmp_path_factory.mktemp("explain") / "home")
     project = workspace.create_project("shop", "user_id", "item_id", "timestamp")

@@ -293,8 +293,8 @@ def test_a_model_that_disagrees_with_its_header_is_refused_before_use(name, data
     whose sparse matrices index outside them, is refused with ModelFileError, never used."""
     import scipy.sparse as sps
 
-    from workbench.records import TrainedModel
     from workbench.recommend import Recommender
+    from workbench.records import TrainedModel
 
     (n_users, n_items), models = learnt_models
     recommender = pickle.loads(models[name])

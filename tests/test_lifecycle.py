@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import clustered_interactions, item_table
 
 from workbench import algorithms
 from workbench.errors import (
@@ -17,8 +18,6 @@ from workbench.errors import (
     ValidationError,
 )
 from workbench.signing import KeyRing, SigningKey, read_model_file
-
-from conftest import clustered_interactions, item_table
 
 SMALL_PARAMS = {
     "IALS": {"n_components": 8, "train_epochs": 4},

@@ -10,9 +10,9 @@ import pytest
 from test_ui import SMALL_DEMO, build_demo_home
 
 from workbench.cli import kernel_ipython_dir
+from workbench.dashboards import DASHBOARD_NAMES as DASHBOARDS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-from workbench.dashboards import DASHBOARD_NAMES as DASHBOARDS
 
 
 def test_every_dashboard_has_a_thin_notebook():

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import clustered_interactions, error_without_waiting
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import NotFoundError, ValidationError
 from workbench.recommend import top_n
-
-from conftest import clustered_interactions, error_without_waiting
 
 
 @settings(max_examples=200, deadline=None)
@@ -84,7 +83,6 @@ def test_factor_top_n_equals_a_full_sort(n_users, n_items, n_factors, cutoff, se
 
 
 def test_factor_models_take_the_fast_path_with_the_generic_answer(workspace, dataset):
-    from workbench.recommend import _FactorIndex
 
     params = {"IALS": {"n_components": 8, "train_epochs": 4}, "TruncatedSVD": {"n_components": 8},
               "NMF": {"n_components": 8}, "RP3beta": None, "TopPop": None}

@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import clustered_interactions, item_table
 
 import workbench as wb
 from workbench import cli, doctor, training
 from workbench.errors import JobFailedError, ModelFileError, ValidationError
 from workbench.signing import ENV_VAR
-
-from conftest import clustered_interactions, item_table
 
 TABLES = ("projects", "training_data", "item_metadata", "configurations", "models", "jobs", "job_logs",
           "tuning_jobs", "tuning_trials")
@@ -494,7 +493,7 @@ def test_soak_many_processes_one_catalog(soaked):
     for name, result in results.items():
         assert result["errors"] == [], (name, result["errors"][:5])
         assert result["ops"] > 0
-    for code, out, err in soaked["retrains"]:
+    for code, _out, err in soaked["retrains"]:
         assert code == 0, err[-3000:]
     assert soaked["trainings"]
 
@@ -531,7 +530,7 @@ def test_soak_many_processes_one_catalog(soaked):
 @pytest.mark.slow
 def test_the_signing_secret_is_never_shown(soaked):
     """After trainings and a Papermill retrain: not in the catalog, the logs, the reports, nor any output."""
-    ws, root = soaked["ws"], soaked["root"]
+    ws = soaked["ws"]
     assert stat.S_IMODE(ws.key_file.stat().st_mode) == 0o600
     secret_hex = ws.key_file.read_text().strip().split(":")[1]
     secret = bytes.fromhex(secret_hex)

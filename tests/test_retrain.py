@@ -24,7 +24,6 @@ from workbench.errors import NotFoundError, ValidationError
 from workbench.retrain import RetrainBusyError, decide, retrain
 from workbench.training import create_model_record
 
-
 TABLES = ("projects", "training_data", "configurations", "models", "tuning_jobs", "tuning_trials", "jobs")
 
 

@@ -11,14 +11,14 @@ import threading
 import warnings
 from pathlib import Path
 
+import irspack
 import numpy as np
 import pytest
 import scipy.sparse as sps
+from conftest import error_without_waiting
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import irspack
-from conftest import error_without_waiting
 from workbench import signing, unpickling
 from workbench.errors import (
     ForbiddenPickleError,

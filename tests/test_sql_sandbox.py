@@ -12,13 +12,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from conftest import clustered_interactions
 
 import workbench as wb
 from workbench import data
 from workbench.errors import ValidationError
 from workbench.retrain import retrain
-
-from conftest import clustered_interactions
 
 ROWS = "SELECT 'u1' AS user_id, 'i1' AS item_id, TIMESTAMP '2024-01-01' AS timestamp"
 
@@ -30,7 +29,7 @@ def home(tmp_path, monkeypatch):
     ws = wb.open(tmp_path / "home")
     ws.create_project("shop", user_column="user_id", item_column="item_id", time_column="timestamp")
     ws.import_training_data("shop", clustered_interactions(n_users=40, n_items=30, per_user=4))
-    ws.keyring  # writes data/signing.key
+    _ = ws.keyring  # writes data/signing.key
     (ws.home / "imports").mkdir()
     clustered_interactions(n_users=20, n_items=10, per_user=3, seed=2).to_csv(ws.home / "imports" / "new.csv", index=False)
     monkeypatch.chdir(ws.home)

@@ -1,17 +1,16 @@
 """The dashboards driven headless: press buttons, set values, check the page state and the catalog."""
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import clustered_interactions, item_table
+from ipywidgets.widgets.widget_description import DescriptionWidget
 
 import workbench as wb
-from ipywidgets.widgets.widget_description import DescriptionWidget
 from workbench.errors import CatalogBusyError
-from workbench.voila_download import download_url
 from workbench.ui import (
     DataDashboard,
     HomeDashboard,
@@ -26,8 +25,7 @@ from workbench.ui.monitor import JobMonitor
 from workbench.ui.page import page_link, parse_query
 from workbench.ui.tables import DataTable
 from workbench.ui.training import ParamForm
-
-from conftest import clustered_interactions, item_table
+from workbench.voila_download import download_url
 
 FAST_IALS = {"n_components": 8, "train_epochs": 3}
 

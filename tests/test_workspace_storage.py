@@ -7,7 +7,6 @@ Each test compares the catalog and the files before and after what it does.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -17,14 +16,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import clustered_interactions, item_table
 
 import workbench as wb
 from workbench import doctor
 from workbench.errors import CatalogDamagedError, DiskFullError, ReadOnlyWorkspaceError, ValidationError
 from workbench.recovery import rebuild
 from workbench.store import TABLES
-
-from conftest import clustered_interactions, item_table
 
 LEGACY_SCHEMA = Path(__file__).parent / "data" / "legacy_duckdb_catalog.sql"
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def _kernel_for_this_python() -> str:
 
 
 def _report_path(runs: Path, project: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     runs.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         path = runs / (f"{project}-{stamp}.ipynb" if n == 1 else f"{project}-{stamp}-{n}.ipynb")

@@ -4,8 +4,9 @@ for accuracy and beyond (coverage, popularity bias, novelty, diversity), overall
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,8 @@ from .errors import ValidationError
 from .evaluation import TARGET_METRICS, Split, SplitConfig, beyond_accuracy, category_matrix, evaluate
 from .evaluation.metrics import check_cutoff
 from .recommend import metadata_frame, top_n_unseen
-from .training import fit
 from .splits import split_for
+from .training import fit
 
 if TYPE_CHECKING:
     from .base import WorkspaceBase
@@ -35,7 +36,7 @@ class Segment:
     rows: np.ndarray
 
 
-def compare(ws: "WorkspaceBase", model_ids: Sequence[Any], training_data: Any = None,
+def compare(ws: WorkspaceBase, model_ids: Sequence[Any], training_data: Any = None,
             cutoffs: Sequence[int] = (10, 20), split: SplitConfig | dict | None = None, metadata: Any = None,
             category_column: str = "genres", by: str | None = None, since: Any = None) -> pd.DataFrame:
     """Evaluate models on one shared held-out split of one data set; one row per model, best first.
@@ -145,7 +146,7 @@ def _cut(counts: np.ndarray, share: float) -> int:
     return value if abs(upto - share) < abs(below - share) else value - 1
 
 
-def new_user_segments(dataset: "TrainingData", split: Split, since: Any) -> list[Segment]:
+def new_user_segments(dataset: TrainingData, split: Split, since: Any) -> list[Segment]:
     """Validation users whose first interaction is at or after `since`, and the rest."""
     if since is None:
         raise ValidationError("by='new_since' needs since= (a date such as '2024-06-01').")
@@ -167,5 +168,5 @@ def new_user_segments(dataset: "TrainingData", split: Split, since: Any) -> list
         ("existing", f"first interaction before {text}", ~new)) if mask.any()]
 
 
-def _item_ids(dataset: "TrainingData", split: Split) -> np.ndarray:
+def _item_ids(dataset: TrainingData, split: Split) -> np.ndarray:
     return split.item_ids if split.item_ids is not None else data.interaction_matrix(dataset.path)[2]

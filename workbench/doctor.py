@@ -31,17 +31,17 @@ import shutil
 import stat
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from . import jobs
+from .data.snapshots import SNAPSHOT_FILES, TEMP_PREFIX
 from .errors import ModelFileError, UnknownKeyError, WorkbenchError
 from .models import forget_cached
 from .recovery import write_active_model
-from .data.snapshots import SNAPSHOT_FILES, TEMP_PREFIX
 from .signing import TEMP_FILE, inspect_model_file
 
 if TYPE_CHECKING:
@@ -121,17 +121,17 @@ class Report:
         return f"<pre>{html.escape(self.text())}</pre>"
 
 
-def check(ws: "Workspace", repair: bool = False, stale_after: float = DEFAULT_STALE_AFTER) -> Report:
+def check(ws: Workspace, repair: bool = False, stale_after: float = DEFAULT_STALE_AFTER) -> Report:
     """Check the workspace's catalog, model files and snapshots; with `repair=True` fix what can be."""
     report = Report(ws.catalog_path, repair)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     doctor = _Doctor(ws, report, repair, float(stale_after), ws.home / "quarantine" / stamp)
     doctor.run()
     return report
 
 
 class _Doctor:
-    def __init__(self, ws: "Workspace", report: Report, repair: bool, stale_after: float, quarantine: Path) -> None:
+    def __init__(self, ws: Workspace, report: Report, repair: bool, stale_after: float, quarantine: Path) -> None:
         self.ws = ws
         self.report = report
         self.repair = repair

@@ -29,7 +29,7 @@ class ItemSimilarity:
         self.unit_factors = unit_factors
 
     @classmethod
-    def of(cls, recommender: Any) -> "ItemSimilarity | None":
+    def of(cls, recommender: Any) -> ItemSimilarity | None:
         """The model's similarity (None when it has neither item-item weights nor item factors)."""
         algorithm = algorithm_of(recommender)
         if algorithm is None:

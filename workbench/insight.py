@@ -10,9 +10,10 @@ storage was. An algorithm with fewer than ``MIN_TRIALS`` completed trials has no
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -57,7 +58,7 @@ class TuningInsight:
                 f"{self.importances.to_html(index=False)}" + (f"<ul>{notes}</ul>" if notes else ""))
 
 
-def tuning_insight(ws: "WorkspaceBase", tuning_job_id: Any, min_trials: int = MIN_TRIALS) -> TuningInsight:
+def tuning_insight(ws: WorkspaceBase, tuning_job_id: Any, min_trials: int = MIN_TRIALS) -> TuningInsight:
     """The insight of a tuning job (finished or running: the trials so far)."""
     job = ws.tuning_job(tuning_job_id)
     if job.trials is None or job.trials.empty:

@@ -268,7 +268,7 @@ def record_worker(catalog: Catalog, job_id: int, pid: int) -> None:
 class Job:
     """A handle on a job: status, progress, log, wait and cancel."""
 
-    def __init__(self, workspace: "WorkspaceBase", job_id: int) -> None:
+    def __init__(self, workspace: WorkspaceBase, job_id: int) -> None:
         self.workspace = workspace
         self.id = int(job_id)
 
@@ -304,7 +304,7 @@ class Job:
     def cancel(self) -> None:
         self.workspace.catalog.update("jobs", self.id, {"cancel_requested": True})
 
-    def wait(self, timeout: float | None = None, poll: float = 0.2, raise_on_failure: bool = True) -> "Job":
+    def wait(self, timeout: float | None = None, poll: float = 0.2, raise_on_failure: bool = True) -> Job:
         """Wait until the job ends (TimeoutError after `timeout` s); JobFailedError if it did not succeed."""
         def finished() -> dict | None:
             record = self.record
@@ -318,7 +318,7 @@ class Job:
             raise JobFailedError(f"Job {self.id} ended {record['status']}: {record['error']}")
         return self
 
-    def follow(self, poll: float = 0.5) -> "Job":
+    def follow(self, poll: float = 0.5) -> Job:
         """In a notebook: the job's status, progress and newest log lines, updated in place until it ends."""
         from IPython.display import HTML, display
 

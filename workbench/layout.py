@@ -51,7 +51,7 @@ class Layout:
     catalog_path: Path
 
     @classmethod
-    def of(cls, location: str | os.PathLike | None = None) -> "Layout":
+    def of(cls, location: str | os.PathLike | None = None) -> Layout:
         location = Path(location) if location is not None else default_home()
         if location.suffix in CATALOG_SUFFIXES and location.stem == Path(CATALOG_NAME).stem \
                 and location.resolve().parent.name == "data":

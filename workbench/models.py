@@ -25,7 +25,7 @@ _cache: dict[str, tuple[tuple, Recommender]] = {}
 _cache_lock = threading.Lock()
 
 
-def list_models(ws: "WorkspaceBase", project: Any = None) -> pd.DataFrame:
+def list_models(ws: WorkspaceBase, project: Any = None) -> pd.DataFrame:
     """One row per trained model, newest first, with its key statistics and metrics."""
     reap_dead_jobs(ws.catalog, ws.models_dir)
     where, params = ws.project_filter(project, "m")
@@ -53,12 +53,12 @@ def _flatten_json_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, extra], axis=1) if len(extra.columns) else frame
 
 
-def active_model(ws: "WorkspaceBase", project: Any) -> TrainedModel | None:
+def active_model(ws: WorkspaceBase, project: Any) -> TrainedModel | None:
     active_id = ws.project(project).active_model_id
     return ws.model(active_id) if active_id is not None else None
 
 
-def activate(ws: "WorkspaceBase", ref: Any) -> TrainedModel:
+def activate(ws: WorkspaceBase, ref: Any) -> TrainedModel:
     """Make a successfully trained model its project's active model (the deployment slot)."""
     model = ws.model(ref)
     if model.status != SUCCESS:
@@ -68,7 +68,7 @@ def activate(ws: "WorkspaceBase", ref: Any) -> TrainedModel:
     return ws.model(model.id)
 
 
-def delete_model(ws: "WorkspaceBase", ref: Any, force: bool = False) -> None:
+def delete_model(ws: WorkspaceBase, ref: Any, force: bool = False) -> None:
     """Delete a model's record and file. The active model needs `force=True`."""
     model = ws.model(ref)
     if model.active and not force:
@@ -91,7 +91,7 @@ def delete_model(ws: "WorkspaceBase", ref: Any, force: bool = False) -> None:
         forget_cached(model.file)
 
 
-def export_model(ws: "WorkspaceBase", ref: Any, dest: str | os.PathLike) -> Path:
+def export_model(ws: WorkspaceBase, ref: Any, dest: str | os.PathLike) -> Path:
     """Copy the signed model file to `dest` (a folder or a file path)."""
     model = _successful(ws, ref)
     target = Path(dest)
@@ -101,7 +101,7 @@ def export_model(ws: "WorkspaceBase", ref: Any, dest: str | os.PathLike) -> Path
     return target
 
 
-def _successful(ws: "WorkspaceBase", ref: Any) -> TrainedModel:
+def _successful(ws: WorkspaceBase, ref: Any) -> TrainedModel:
     model = ws.model(ref)
     if model.status != SUCCESS or not model.file:
         raise ValidationError(f"Model {model.id} is {model.status} and has no model file.")
@@ -110,7 +110,7 @@ def _successful(ws: "WorkspaceBase", ref: Any) -> TrainedModel:
     return model
 
 
-def load_model(ws: "WorkspaceBase", ref: Any) -> Recommender:
+def load_model(ws: WorkspaceBase, ref: Any) -> Recommender:
     """Verify the model's file and load it; cached per process until the file changes."""
     model = _successful(ws, ref)
     path = str(model.file)
@@ -140,7 +140,7 @@ class ActiveModel:
     Every `Recommender` method is available: `recommend`, `recommend_for_profile`, `recommend_many`...
     """
 
-    def __init__(self, ws: "WorkspaceBase", project: Any) -> None:
+    def __init__(self, ws: WorkspaceBase, project: Any) -> None:
         self._ws = ws
         self._project = ws.project(project)
         self._current: Recommender | None = None

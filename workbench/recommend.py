@@ -7,8 +7,8 @@ import html
 import os
 import random
 import re
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,7 +92,7 @@ _DECIMAL = re.compile(r"-?[0-9]+")
 class Recommender:
     """A verified, loaded model with id mappings. Made by `Workspace.load_model`."""
 
-    def __init__(self, model: "TrainedModel", header: dict, recommender: Any, user_ids: np.ndarray,
+    def __init__(self, model: TrainedModel, header: dict, recommender: Any, user_ids: np.ndarray,
                  item_ids: np.ndarray) -> None:
         try:
             check_loaded_model(header, recommender, user_ids, item_ids)
@@ -112,7 +112,7 @@ class Recommender:
         self._id_arrays: dict[str, Any] = {}
 
     @classmethod
-    def from_payload(cls, model: "TrainedModel", header: dict, payload: Any) -> "Recommender":
+    def from_payload(cls, model: TrainedModel, header: dict, payload: Any) -> Recommender:
         """From a verified model file's header and unpickled payload (ModelFileError unless the
         payload holds a recommender and id arrays matching the header)."""
         if not isinstance(payload, dict) or not {"recommender", "user_ids", "item_ids"} <= set(payload):
@@ -276,7 +276,7 @@ class Recommender:
             cached = self._id_arrays[kind] = pd.Series(ids).array
         return cached.take(positions) if isinstance(cached.dtype, pd.StringDtype) else ids[positions]
 
-    def _factor_index(self) -> "_FactorIndex | None":
+    def _factor_index(self) -> _FactorIndex | None:
         if self._factors is False:
             self._factors = _FactorIndex.of(self.recommender)
         return self._factors
@@ -319,7 +319,7 @@ class _FactorIndex:
         self.slack = 1.0 + 8.0 * (item_factors.shape[1] + 1) * float(np.finfo(item_factors.dtype).eps)
 
     @classmethod
-    def of(cls, recommender: Any) -> "_FactorIndex | None":
+    def of(cls, recommender: Any) -> _FactorIndex | None:
         algorithm = algorithm_of(recommender)
         try:
             factors = None if algorithm is None else algorithm.factors(recommender)
@@ -505,7 +505,7 @@ def with_metadata(rows: list[dict], metadata: pd.DataFrame, item_column: str) ->
     return enriched
 
 
-def sample_recommendation(ws: "WorkspaceBase", recommender: Recommender, metadata: Any = None, user_id: Any = None,
+def sample_recommendation(ws: WorkspaceBase, recommender: Recommender, metadata: Any = None, user_id: Any = None,
                           cutoff: int = 10, seed: int | None = None, explain: bool = False) -> dict:
     """A (random) user's profile beside their recommendations, with item metadata when given.
 
@@ -523,7 +523,7 @@ def sample_recommendation(ws: "WorkspaceBase", recommender: Recommender, metadat
     return {"user_id": user_id, "user_profile": profile, "recommendations": recommendations}
 
 
-def similar_items(ws: "WorkspaceBase", recommender: Recommender, item_id: Any, cutoff: int = 10,
+def similar_items(ws: WorkspaceBase, recommender: Recommender, item_id: Any, cutoff: int = 10,
                   metadata: Any = None) -> Recommendations:
     """`Recommender.similar_items`, with item metadata when given (as for `sample_recommendation`)."""
     rows = recommender.similar_items(item_id, cutoff=cutoff)
@@ -531,7 +531,7 @@ def similar_items(ws: "WorkspaceBase", recommender: Recommender, item_id: Any, c
     return rows if frame is None else Recommendations(with_metadata(rows, frame, column))
 
 
-def metadata_frame(ws: "WorkspaceBase", model: TrainedModel, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
+def metadata_frame(ws: WorkspaceBase, model: TrainedModel, metadata: Any) -> tuple[pd.DataFrame | None, str | None]:
     """The item-metadata table `metadata` stands for (a record or id, a DataFrame, True for the
     project's latest, None/False for none) and its item id column."""
     if metadata is None or metadata is False:

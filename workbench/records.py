@@ -22,7 +22,7 @@ class Record:
     kind: ClassVar[str] = "record"
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], workspace: Any = None) -> "Record":
+    def from_row(cls, row: dict[str, Any], workspace: Any = None) -> Record:
         names = {f.name for f in fields(cls)} - {"_workspace"}
         return cls(**{name: row.get(name) for name in names}, _workspace=workspace)
 
@@ -105,7 +105,7 @@ class _WithJob(Record):
     job_id: int | None = None
 
     @property
-    def job(self) -> "Job":
+    def job(self) -> Job:
         from .jobs import Job
 
         return Job(self._workspace, self.job_id)
@@ -139,10 +139,10 @@ class TrainedModel(_WithJob):
     project: str | None = None  # the project's name
     active: bool = False
 
-    def refresh(self) -> "TrainedModel":
+    def refresh(self) -> TrainedModel:
         return self._workspace.model(self.id)
 
-    def wait(self, timeout: float | None = None) -> "TrainedModel":
+    def wait(self, timeout: float | None = None) -> TrainedModel:
         """Wait for the training job to end; return the fresh record (raises on failure)."""
         self.job.wait(timeout)
         return self.refresh()
@@ -171,13 +171,13 @@ class TuningJob(_WithJob):
     created_at: datetime | None = None
     status: str | None = None  # the job's
     error: str | None = None
-    trials: "pd.DataFrame | None" = None
+    trials: pd.DataFrame | None = None
     best_algorithm: str | None = None
     skipped: list = field(default_factory=list)  # algorithms left out and trials skipped: why, and the estimate
 
-    def refresh(self) -> "TuningJob":
+    def refresh(self) -> TuningJob:
         return self._workspace.tuning_job(self.id)
 
-    def wait(self, timeout: float | None = None) -> "TuningJob":
+    def wait(self, timeout: float | None = None) -> TuningJob:
         self.job.wait(timeout)
         return self.refresh()

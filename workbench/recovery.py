@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def rebuild(location: Any, keyring: KeyRing | None = None, force: bool = False) 
                              "fixes inconsistencies; `--rebuild --force` rebuilds anyway).")
     damaged_copy = None
     if path.exists():
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         damaged_copy = path.with_name(f"{path.name}.damaged-{stamp}")
         os.replace(path, damaged_copy)
         for suffix in ("-wal", "-shm"):

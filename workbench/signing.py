@@ -79,7 +79,7 @@ ENV_VAR = "WORKBENCH_SIGNING_KEYS"
 
 _MAC_SIZE = hashlib.sha256().digest_size  # 32
 _MAX_KID_LEN = 64
-_KID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % _MAX_KID_LEN)
+_KID_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{_MAX_KID_LEN}}}")
 _HEX_SECRET_RE = re.compile(r"[0-9A-Fa-f]{64}")
 _MIN_SECRET_BYTES = 16
 _GENERATED_SECRET_BYTES = 32
@@ -153,7 +153,7 @@ class KeyRing:
         raise TypeError("KeyRing objects cannot be pickled")
 
     @classmethod
-    def load(cls, key_file: Path) -> "KeyRing":
+    def load(cls, key_file: Path) -> KeyRing:
         """The key ring from ``WORKBENCH_SIGNING_KEYS`` if set, else from ``key_file``.
 
         ``WORKBENCH_SIGNING_KEYS`` is ``"kid:hex64[,kid2:hex64...]"``: the first
@@ -457,7 +457,7 @@ def _parse_layout(f: BinaryIO, keyring: KeyRing, max_payload_bytes: int) -> _Lay
     return _Layout(kid, key, head + kid_bytes + lengths, mac, header_len, payload_len)
 
 
-def _verify(layout: _Layout, mac: "hmac.HMAC") -> None:
+def _verify(layout: _Layout, mac: hmac.HMAC) -> None:
     if not hmac.compare_digest(mac.digest(), layout.mac):
         raise SignatureMismatchError(
             f"the signature does not match (key id {layout.kid!r}): the file was altered "

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .base import WorkspaceBase
 
 
-def split_for(ws: "WorkspaceBase", dataset: dict, config: SplitConfig | dict | None,
+def split_for(ws: WorkspaceBase, dataset: dict, config: SplitConfig | dict | None,
               sample_users: int | None = None) -> Split:
     """The (cached) held-out split of a training data snapshot (of a sample of its users)."""
     return snapshot_split(dataset.path, dataset.fingerprint, dataset.n_users, dataset.n_items, config,

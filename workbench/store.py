@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -201,7 +201,7 @@ _run_tag: ContextVar[str | None] = ContextVar("workbench_run_tag", default=None)
 
 def utc_now() -> datetime:
     """Now, as the naive UTC time every catalog timestamp is."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def encode_value(value: Any) -> Any:
@@ -210,7 +210,7 @@ def encode_value(value: Any) -> Any:
         return json.dumps(value, default=str)
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value.isoformat(sep=" ", timespec="microseconds")
     if isinstance(value, pd.Timestamp):
         return encode_value(value.to_pydatetime())

@@ -19,7 +19,7 @@ def default_n_threads() -> int:
             try:
                 n = int(value)
             except ValueError:
-                raise ValidationError(f"{var}={value!r} is not an integer number of threads")
+                raise ValidationError(f"{var}={value!r} is not an integer number of threads") from None
             if n >= 1:
                 return n
     return max(1, os.cpu_count() or 1)

@@ -26,7 +26,7 @@ MODEL_SUFFIX = ".wbm"
 EVALUATION_CUTOFFS = (10, 20)  # the cutoffs of the scores `evaluate=True` records (compare's default too)
 
 
-def train(ws: "WorkspaceBase", configuration: Any, training_data: Any, background: bool = False,
+def train(ws: WorkspaceBase, configuration: Any, training_data: Any, background: bool = False,
           evaluate: bool = False) -> TrainedModel:
     """Record a model and its job, then train it here or in a worker process.
 
@@ -49,7 +49,7 @@ def train(ws: "WorkspaceBase", configuration: Any, training_data: Any, backgroun
     return ws.model(model_id)
 
 
-def create_model_record(ws: "WorkspaceBase", config: dict, dataset: dict, tuning_job_id: int | None = None,
+def create_model_record(ws: WorkspaceBase, config: dict, dataset: dict, tuning_job_id: int | None = None,
                         evaluate: bool = False) -> tuple[int, int]:
     """Insert a PENDING model and its training job in one transaction."""
     catalog = ws.catalog
@@ -68,7 +68,7 @@ def create_model_record(ws: "WorkspaceBase", config: dict, dataset: dict, tuning
     return ws.catalog.run(work)
 
 
-def run_training_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> dict:
+def run_training_job(ws: WorkspaceBase, job: dict, reporter: jobs.Reporter) -> dict:
     request = job["request"]
     return train_model(ws, request["model_id"], reporter, evaluate=bool(request.get("evaluate")))
 
@@ -89,7 +89,7 @@ def fit(recommender: irspack.BaseRecommender, reporter: jobs.Reporter | None = N
             reporter.check_cancelled()
 
 
-def held_out_scores(ws: "WorkspaceBase", dataset: Any, algorithm: algorithms.Algorithm, params: dict,
+def held_out_scores(ws: WorkspaceBase, dataset: Any, algorithm: algorithms.Algorithm, params: dict,
                     reporter: jobs.Reporter) -> dict[str, float]:
     """Fit on the training part of the data's default held-out split and score on the rest."""
     reporter.progress(0.03, "scoring on a held-out split", force=True)
@@ -104,7 +104,7 @@ def held_out_scores(ws: "WorkspaceBase", dataset: Any, algorithm: algorithms.Alg
     return scores
 
 
-def train_model(ws: "WorkspaceBase", model_id: int, reporter: jobs.Reporter, evaluate: bool = False) -> dict:
+def train_model(ws: WorkspaceBase, model_id: int, reporter: jobs.Reporter, evaluate: bool = False) -> dict:
     """Train the model record's configuration on its data and write the signed file (after scoring
     it on a held-out split when `evaluate`)."""
     model = ws.catalog.get("models", model_id, "model")

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 SEARCH_REPORT_INTERVAL = 2.0  # seconds between the catalog writes of a running search (trial rows, log, progress)
 
 
-def tune(ws: "WorkspaceBase", training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
+def tune(ws: WorkspaceBase, training_data: Any, algorithms: Sequence[str] | None = None, n_trials: int = 40,
          timeout: float | None = None, per_trial_timeout: float | None = None, metric: str = "ndcg",
          cutoff: int = 20, split: SplitConfig | dict | None = None, train_after_tuning: bool = True,
          n_jobs: int = 1, storage: str | None = None, seed: int = 0, background: bool = False,
@@ -95,7 +95,7 @@ def tune(ws: "WorkspaceBase", training_data: Any, algorithms: Sequence[str] | No
 
 
 
-def list_tuning_jobs(ws: "WorkspaceBase", project: Any = None) -> pd.DataFrame:
+def list_tuning_jobs(ws: WorkspaceBase, project: Any = None) -> pd.DataFrame:
     where, params = ws.project_filter(project, "t")
     return ws.catalog.query_df(
         f"""
@@ -110,7 +110,7 @@ def list_tuning_jobs(ws: "WorkspaceBase", project: Any = None) -> pd.DataFrame:
     )
 
 
-def _study_storage(ws: "WorkspaceBase", record: dict) -> str | None:
+def _study_storage(ws: WorkspaceBase, record: dict) -> str | None:
     if record["storage"]:
         return record["storage"]
     if record["n_jobs"] > 1:
@@ -164,7 +164,7 @@ def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _tuning_record(ws: "WorkspaceBase", tuning_id: int) -> dict:
+def _tuning_record(ws: WorkspaceBase, tuning_id: int) -> dict:
     """A tuning job's row with the options its job's request holds (memory_limit, search_weighting, sample_users)."""
     record = ws.catalog.get("tuning_jobs", tuning_id, "tuning job")
     request = ws.catalog.get("jobs", record["job_id"], "job")["request"] if record["job_id"] else {}
@@ -203,7 +203,7 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
         reporter.interval = interval
 
 
-def run_tuning_job(ws: "WorkspaceBase", job: dict, reporter: jobs.Reporter) -> dict:
+def run_tuning_job(ws: WorkspaceBase, job: dict, reporter: jobs.Reporter) -> dict:
     """The body of a tuning job: search (in parallel when asked), record the best, train it."""
     started = time.monotonic()
     record = _tuning_record(ws, job["request"]["tuning_job_id"])
@@ -317,7 +317,7 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
         time.sleep(0.5)
 
 
-def _copy_worker_trials(ws: "WorkspaceBase", record: dict, storage: str, reporter: jobs.Reporter) -> None:
+def _copy_worker_trials(ws: WorkspaceBase, record: dict, storage: str, reporter: jobs.Reporter) -> None:
     """Copy the trials other processes ran (remote workers have no catalog) into tuning_trials."""
     reporter.flush()
     known = {row["number"] for row in ws.catalog.query(
@@ -336,7 +336,7 @@ def _copy_worker_trials(ws: "WorkspaceBase", record: dict, storage: str, reporte
     reporter.flush()
 
 
-def record_best(ws: "WorkspaceBase", record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
+def record_best(ws: WorkspaceBase, record: dict, result: search.SearchResult, reporter: jobs.Reporter) -> dict:
     """Save the best configuration and, when asked, train it on all the data."""
     for name, reason in result.skipped.items():
         reporter.log(f"{name} was not searched: {reason}", "WARNING")
@@ -369,7 +369,7 @@ def skipped_summary(result: search.SearchResult) -> list[dict]:
     return out
 
 
-def _start_helper(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: int, storage: str | None) -> subprocess.Popen:
+def _start_helper(ws: WorkspaceBase, tuning_id: int, n_trials: int, worker: int, storage: str | None) -> subprocess.Popen:
     log = ws.data_dir / "logs" / f"tuning-{tuning_id}-worker-{worker}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
@@ -380,7 +380,7 @@ def _start_helper(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: in
         )
 
 
-def join_tuning_job(ws: "WorkspaceBase", tuning_id: int, n_trials: int, worker: int = 1,
+def join_tuning_job(ws: WorkspaceBase, tuning_id: int, n_trials: int, worker: int = 1,
                     storage: str | None = None) -> search.SearchResult:
     """Add `n_trials` trials to a tuning job's study from this process (a helper or a remote worker)."""
     record = _tuning_record(ws, tuning_id)

@@ -9,10 +9,10 @@ import io
 import pickle
 import pickletools
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import ForbiddenPickleError, ModelFileError
-
 
 # Exact (module, name) pairs that may be resolved.
 _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(

@@ -19,7 +19,7 @@ pages under `max_kernels`: abandoned ones go first, oldest first; when none can 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -78,7 +78,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         kernel = self._kernels[kernel_id]
         if not kernel.trait_has_value("last_activity") or getattr(kernel, "execution_state", "") == "busy":
             return False  # still starting, or running the notebook for its page
-        idle = (datetime.now(timezone.utc) - kernel.last_activity).total_seconds()
+        idle = (datetime.now(UTC) - kernel.last_activity).total_seconds()
         waiting = now - self._serving_since.setdefault(kernel_id, now)
         return min(idle, waiting) > self.unconnected_timeout
 

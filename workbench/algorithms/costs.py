@@ -64,7 +64,7 @@ class DataShape:
     user_pairs: float  # sum over items of n_i^2: co-occurring user pairs (user-user similarities, X X^T)
 
     @classmethod
-    def of(cls, X: Any) -> "DataShape":
+    def of(cls, X: Any) -> DataShape:
         X = sps.csr_matrix(X)
         per_user = np.diff(X.indptr).astype(np.float64)
         per_item = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
@@ -72,7 +72,7 @@ class DataShape:
                    float(per_item @ per_item))
 
     @classmethod
-    def uniform(cls, n_users: int, n_items: int, nnz: int) -> "DataShape":
+    def uniform(cls, n_users: int, n_items: int, nnz: int) -> DataShape:
         """A shape without the matrix: interactions spread evenly."""
         u, i, z = max(int(n_users), 1), max(int(n_items), 1), int(nnz)
         return cls(int(n_users), int(n_items), z, z * z / u, z * z / i)

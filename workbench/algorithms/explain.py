@@ -17,7 +17,8 @@ contributions whose row sums are the targets' scores for that profile:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.linalg

@@ -28,7 +28,8 @@ use the lean fit (:func:`learn_dense_items`), every other final model irspack's 
 from __future__ import annotations
 
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.linalg

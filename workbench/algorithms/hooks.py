@@ -13,6 +13,7 @@ import scipy.sparse as sps
 from ..errors import ModelFileError, ValidationError
 from .spaces import ials_auto_reg
 
+
 def nothing(*args: Any) -> None:
     """The hook of algorithms that have nothing to say."""
     return None

@@ -66,7 +66,7 @@ class ParamSpec:
                 try:
                     f = float(value.strip())
                 except ValueError:
-                    raise ValidationError(f"{where} must be an integer, got {value!r}")
+                    raise ValidationError(f"{where} must be an integer, got {value!r}") from None
                 if not f.is_integer():
                     raise ValidationError(f"{where} must be an integer, got {value!r}")
                 v = int(f)
@@ -80,7 +80,7 @@ class ParamSpec:
             try:
                 v = float(value.strip() if isinstance(value, str) else value)
             except (TypeError, ValueError):
-                raise ValidationError(f"{where} must be a number, got {value!r}")
+                raise ValidationError(f"{where} must be a number, got {value!r}") from None
             if not math.isfinite(v):
                 raise ValidationError(f"{where} must be a finite number, got {value!r}")
             self._check_range(v, where)

@@ -4,7 +4,8 @@ irspack's ``default_tune_range``), and the IALS regularisation scale they and th
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # IALS (nu=1) regularises a user vector with reg * (alpha0 * n_items + N_u) and an item vector
 # with reg * (alpha0 * n_users + N_i). Measured on six data sets (200 to 17.6k items, 0.3 % to

@@ -9,7 +9,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from .engine import identifiers, limit_clause, literal, options as sql_options, struct, wrap_error
+from .engine import identifiers, limit_clause, literal, struct, wrap_error
+from .engine import options as sql_options
 from .readers import SAMPLE_BYTES, Source, check_width
 
 DELIMITERS = ("::", "||", "\t", ",", ";", "|")  # multi-character ones first

@@ -30,7 +30,7 @@ def _times_to_float(values: Any) -> np.ndarray:
         try:
             return _times_to_float(pd.to_datetime(s))
         except (TypeError, ValueError):
-            raise ValidationError("the time column is neither numeric nor datetime")
+            raise ValidationError("the time column is neither numeric nor datetime") from None
     if not np.isfinite(t).all():
         raise ValidationError("the time column has missing or infinite values")
     return t

@@ -6,8 +6,9 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from .schemes import build_split
 from .split import Split, SplitConfig
 
 _CACHE_SIZE = 8
-_cache: "OrderedDict[tuple[str, str], Split]" = OrderedDict()
+_cache: OrderedDict[tuple[str, str], Split] = OrderedDict()
 _cache_lock = threading.Lock()
 
 

@@ -26,7 +26,7 @@ def check_cutoff(cutoff: Any) -> int:
     try:
         c = int(cutoff)
     except (TypeError, ValueError):
-        raise ValidationError(f"cutoff must be a positive integer, got {cutoff!r}")
+        raise ValidationError(f"cutoff must be a positive integer, got {cutoff!r}") from None
     if c != cutoff or c < 1:
         raise ValidationError(f"cutoff must be a positive integer, got {cutoff!r}")
     return c

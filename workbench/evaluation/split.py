@@ -48,7 +48,7 @@ class SplitConfig:
             try:
                 value = float(value)
             except (TypeError, ValueError):
-                raise ValidationError(f"{name} must be a number, got {value!r}")
+                raise ValidationError(f"{name} must be a number, got {value!r}") from None
             ok = value > low_open and (value <= 1.0 if high_closed else value < 1.0)
             if not ok:
                 bounds = "(0, 1]" if high_closed else "(0, 1)"
@@ -57,7 +57,7 @@ class SplitConfig:
         try:
             seed = int(self.seed)
         except (TypeError, ValueError):
-            raise ValidationError(f"seed must be an integer, got {self.seed!r}")
+            raise ValidationError(f"seed must be an integer, got {self.seed!r}") from None
         if isinstance(self.seed, float) and self.seed != seed or not 0 <= seed < 2**32:
             raise ValidationError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         object.__setattr__(self, "seed", seed)
@@ -80,7 +80,7 @@ class SplitConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "SplitConfig":
+    def from_dict(cls, d: dict[str, Any] | None) -> SplitConfig:
         if d is None:
             return cls()
         valid = {f.name for f in dataclasses.fields(cls)}
@@ -232,7 +232,7 @@ class Split:
         path: str | os.PathLike,
         user_ids: np.ndarray | None = None,
         item_ids: np.ndarray | None = None,
-    ) -> "Split":
+    ) -> Split:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             if meta.get("version") != _SPLIT_FORMAT_VERSION:

@@ -46,7 +46,7 @@ def stats_row(label: str, record_id: int | None, snapshot: Any, previous_path: A
     }
 
 
-def import_new_data(ws: "Workspace", project: Project, source: Any, base: TrainingData | None,
+def import_new_data(ws: Workspace, project: Project, source: Any, base: TrainingData | None,
                     previous: TrainingData | None, options: dict) -> tuple[TrainingData, dict, datetime | None]:
     """Import `source`, appended to `base` when given.
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import models
 from ..errors import WorkbenchError
@@ -37,7 +38,7 @@ class ProjectLock:
     crashed run (see `recover`).
     """
 
-    def __init__(self, ws: "Workspace", project: str) -> None:
+    def __init__(self, ws: Workspace, project: str) -> None:
         self.ws = ws
         self.project = project
         self.path = ws.data_dir / "locks" / f"{project}.retrain.lock"
@@ -45,7 +46,7 @@ class ProjectLock:
         self.journal: dict = {}
         self.previous: dict = {}
 
-    def acquire(self, timeout: float = 0.0, poll: float = 0.2) -> "ProjectLock":
+    def acquire(self, timeout: float = 0.0, poll: float = 0.2) -> ProjectLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
 
@@ -89,14 +90,14 @@ class ProjectLock:
             fd, self._fd = self._fd, None
             os.close(fd)  # drops the flock
 
-    def __enter__(self) -> "ProjectLock":
+    def __enter__(self) -> ProjectLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
 
-def project_lock(ws: "Workspace", project: str, timeout: float = 0.0) -> ProjectLock:
+def project_lock(ws: Workspace, project: str, timeout: float = 0.0) -> ProjectLock:
     """Acquire the retraining lock of `project` (a context manager); RetrainBusyError if held."""
     return ProjectLock(ws, project).acquire(timeout)
 
@@ -109,7 +110,7 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def undo_run(ws: "Workspace", journal: dict) -> list[str]:
+def undo_run(ws: Workspace, journal: dict) -> list[str]:
     """Remove what the run described by `journal` registered; return what was removed.
 
     Every row a run creates carries its run id (`Catalog.tagged`), whatever process created it,

@@ -24,9 +24,10 @@ import os
 import socket
 import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import psutil
@@ -93,7 +94,7 @@ def _check_new_data(new_data: Any) -> None:
     raise ValidationError(f"new_data must be a file path, a DuckDB query, a DataFrame or None, not {type(new_data).__name__}.")
 
 
-def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: Any = None, *, append: bool = True,
+def retrain(ws: Workspace | str | os.PathLike | None, project: Any, new_data: Any = None, *, append: bool = True,
             mode: str = "retrain", n_trials: int = 20, timeout: float | None = None, activate: str = "if_better",
             tolerance: float = 0.0, metric: str = "ndcg", cutoff: int = 20, seed: int = 0, holdout: Any = None,
             algorithms: Sequence[str] | None = None, import_options: dict | None = None,
@@ -159,7 +160,7 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
         lock.write(
             state="running", project=p.name, project_id=p.id, pid=os.getpid(), host=socket.gethostname(),
             process_started=psutil.Process().create_time(),
-            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,
             active_before=old.id if old else None, metrics_backup={},
         )
         settings = _Settings(mode, n_trials, timeout, activate, float(tolerance), metric, cutoff, seed, holdout,
@@ -176,7 +177,7 @@ def retrain(ws: "Workspace | str | os.PathLike | None", project: Any, new_data: 
                                "the next retrain of this project will retry it.")
             raise
         lock.write(state="finished", decision=outcome.decision, new_model_id=outcome.new_model.id,
-                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                   finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
     if export is not None and outcome.active_model_id is not None:
         outcome.export = str(ws.export_recommendations(p, export, cutoff=export_cutoff))
     outcome.seconds = time.monotonic() - started
@@ -194,7 +195,7 @@ class _Settings:
 class _Run:
     """The steps of one retrain, inside its lock and run tag."""
 
-    def __init__(self, ws: "Workspace", lock: ProjectLock, project: Project, old: TrainedModel | None,
+    def __init__(self, ws: Workspace, lock: ProjectLock, project: Project, old: TrainedModel | None,
                  settings: _Settings, notes: list[str]) -> None:
         self.ws, self.lock, self.p, self.old, self.s, self.notes = ws, lock, project, old, settings, notes
         self.tuning_job = None
@@ -373,7 +374,7 @@ def _rows_before(dataset, cut, project: Project) -> tuple[pd.DataFrame, bool]:
     return keep, "weight" in keep
 
 
-def _activate_if_unchanged(ws: "Workspace", project_id: int, model_id: int, expected: int | None) -> int | None:
+def _activate_if_unchanged(ws: Workspace, project_id: int, model_id: int, expected: int | None) -> int | None:
     """Make `model_id` active if the active model is still `expected`; return the active model's id."""
 
     def work(con) -> int | None:

@@ -182,7 +182,7 @@ def _check_arguments(metric: str, n_trials: Any, timeout: Any, per_trial_timeout
     try:
         count = int(n_trials)
     except (TypeError, ValueError):
-        raise ValidationError(f"n_trials must be a positive integer, got {n_trials!r}")
+        raise ValidationError(f"n_trials must be a positive integer, got {n_trials!r}") from None
     if count < 1:
         raise ValidationError(f"n_trials must be a positive integer, got {n_trials!r}")
     for name, v in (("timeout", timeout), ("per_trial_timeout", per_trial_timeout)):

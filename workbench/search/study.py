@@ -176,7 +176,7 @@ def study_result(
         try:
             study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
         except KeyError:
-            raise ValidationError(f"no study named {study_name!r} in {storage!r}")
+            raise ValidationError(f"no study named {study_name!r} in {storage!r}") from None
     attrs = study.user_attrs
     if attrs.get("workbench_search"):
         for k, v in (("metric", str(metric).lower()), ("cutoff", int(cutoff)), ("split_fingerprint", split.fingerprint)):

@@ -8,10 +8,10 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..dashboards import DASHBOARDS
 from .controls import section
 from .dashboard import Dashboard
 from .format import is_missing
-from ..dashboards import DASHBOARDS
 from .page import anchor, page_link
 from .tables import DataTable
 
