@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 import pytest
 import scipy.sparse as sps
+from conftest import clustered_interactions as shared_clusters
 from irspack.optimization.parameter_range import (
     CategoricalRange,
     LogUniformFloatRange,
@@ -25,25 +26,10 @@ from workbench.evaluation import SplitConfig, evaluate, make_split
 ALL = A.list_algorithms()
 
 
-def clustered_interactions(n_users=240, n_items=120, n_clusters=6, seed=0) -> pd.DataFrame:
-    """Users of a cluster mostly interact with the cluster's items; popularity is skewed."""
-    rng = np.random.RandomState(seed)
-    item_cluster = rng.randint(n_clusters, size=n_items)
-    pop = np.minimum(rng.zipf(1.6, size=n_items).astype(float), 30.0)
-    rows = []
-    for u in range(n_users):
-        c = rng.randint(n_clusters)
-        n = rng.randint(6, 25)
-        inside = np.flatnonzero(item_cluster == c)
-        outside = np.flatnonzero(item_cluster != c)
-        n_in = min(len(inside), rng.binomial(n, 0.85))
-        n_out = min(len(outside), n - n_in)
-        items = np.concatenate([
-            rng.choice(inside, n_in, replace=False, p=pop[inside] / pop[inside].sum()),
-            rng.choice(outside, n_out, replace=False, p=pop[outside] / pop[outside].sum()),
-        ])
-        rows += [(f"u{u}", f"i{i}", int(rng.randint(0, 10**6))) for i in items]
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+def clustered_interactions(seed=0, **shape) -> pd.DataFrame:
+    """conftest's taste clusters, in this module's default shape."""
+    shape = {"n_users": 240, "n_items": 120, "n_clusters": 6, **shape}
+    return shared_clusters(**shape, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from conftest import clustered_interactions as shared_clusters
 
 from workbench import algorithms as A
 from workbench import search as S
@@ -17,24 +18,10 @@ from workbench.evaluation import SplitConfig, make_split
 from workbench.search import SearchError, run_search
 
 
-def clustered_interactions(n_users=200, n_items=100, n_clusters=5, seed=0) -> pd.DataFrame:
-    rng = np.random.RandomState(seed)
-    item_cluster = rng.randint(n_clusters, size=n_items)
-    pop = np.minimum(rng.zipf(1.6, size=n_items).astype(float), 30.0)
-    rows = []
-    for u in range(n_users):
-        c = rng.randint(n_clusters)
-        n = rng.randint(6, 30)
-        inside = np.flatnonzero(item_cluster == c)
-        outside = np.flatnonzero(item_cluster != c)
-        n_in = min(len(inside), rng.binomial(n, 0.8))
-        n_out = min(len(outside), n - n_in)
-        items = np.concatenate([
-            rng.choice(inside, n_in, replace=False, p=pop[inside] / pop[inside].sum()),
-            rng.choice(outside, n_out, replace=False, p=pop[outside] / pop[outside].sum()),
-        ])
-        rows += [(f"u{u}", f"i{i}") for i in items]
-    return pd.DataFrame(rows, columns=["user_id", "item_id"])
+def clustered_interactions(seed=0, **shape) -> pd.DataFrame:
+    """conftest's taste clusters, in this module's default shape, without times."""
+    shape = {"n_users": 200, "n_items": 100, "n_clusters": 5, **shape}
+    return shared_clusters(**shape, seed=seed).drop(columns="timestamp")
 
 
 def make_test_split(seed=0):

@@ -10,7 +10,7 @@ from conftest import clustered_interactions, item_table
 from ipywidgets.widgets.widget_description import DescriptionWidget
 
 import workbench as wb
-from workbench.errors import CatalogBusyError
+from workbench.errors import CatalogBusyError, describe_error
 from workbench.ui import (
     DataDashboard,
     HomeDashboard,
@@ -20,7 +20,6 @@ from workbench.ui import (
     TuningDashboard,
 )
 from workbench.ui.controls import CheckboxGroup
-from workbench.ui.format import describe_error
 from workbench.ui.monitor import JobMonitor
 from workbench.ui.page import page_link, parse_query
 from workbench.ui.tables import DataTable

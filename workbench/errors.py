@@ -74,3 +74,12 @@ def check_choice(name: str, value, allowed):
     if value not in allowed:
         raise ValidationError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
     return value
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a person: our own errors' message, an interrupt as such, type and message of others."""
+    if isinstance(error, WorkbenchError):
+        return str(error)
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrupted."
+    return f"{type(error).__name__}: {error}"

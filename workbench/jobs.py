@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import psutil
 
-from .errors import JobFailedError, WorkbenchError
+from .errors import JobFailedError, WorkbenchError, describe_error
 from .polling import StillWaiting, poll_until
 from .signing import TEMP_FILE
 from .store import Catalog, utc_now
@@ -138,7 +138,7 @@ def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict
         finish_job(catalog, job_id, CANCELLED, str(error))
         raise
     except BaseException as error:  # the job must end recorded, whatever happened
-        reason = _describe(error)
+        reason = describe_error(error)
         reporter.log(reason, "ERROR")
         if not isinstance(error, WorkbenchError):
             reporter.log(traceback.format_exc(), "DEBUG")
@@ -149,14 +149,6 @@ def run_job(catalog: Catalog, job_id: int, work: Callable[[dict, Reporter], dict
         raise
     catalog.update("jobs", job_id, {"status": SUCCESS, "progress": 1.0, "result": result, "finished_at": utc_now()})
     return result
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, WorkbenchError):
-        return str(error)
-    if isinstance(error, KeyboardInterrupt):
-        return "Interrupted."
-    return f"{type(error).__name__}: {error}"
 
 
 def finish_job(catalog: Catalog, job_id: int, status: str, reason: str, never_started: bool = False) -> bool:

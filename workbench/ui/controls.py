@@ -11,7 +11,8 @@ import ipywidgets as widgets
 import traitlets
 from ipywidgets.widgets.widget_description import DescriptionWidget
 
-from .format import describe_error, human_size
+from ..errors import describe_error
+from .format import human_size
 
 
 class Outcome(widgets.HTML):

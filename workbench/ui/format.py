@@ -12,17 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import WorkbenchError
-
 _TAG = re.compile(r"<[^>]*>")
 WIDEST = 20  # characters a column of a fixed-layout table takes before its text wraps
-
-
-def describe_error(error: BaseException) -> str:
-    """One line for the page: the message of our own errors, type and message of others."""
-    if isinstance(error, WorkbenchError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 def is_missing(value: Any) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from .format import describe_error
+from ..errors import describe_error
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELLED")
 
