@@ -26,10 +26,11 @@ from optuna.trial import TrialState
 from . import data, jobs, search
 from .algorithms import DEFAULT_PORTFOLIO, get_algorithm, machine
 from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
-from .evaluation import (
-    TARGET_METRICS as METRICS,  # the metrics a search can target (ui.tuning and retrain read them here)
-)
+
+# METRICS: the metrics a search can target (ui.tuning and retrain read them here)
+from .evaluation import TARGET_METRICS as METRICS
 from .evaluation import Split, SplitConfig
+from .polling import StillWaiting, poll_until
 from .records import TuningJob
 from .signing import DEFAULT_MAX_PAYLOAD_BYTES
 from .splits import snapshot_split, split_for
@@ -296,17 +297,19 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
     study = _load_study(storage, record["study_name"])
     timeout = record["timeout_overall"]
     logged = False
-    while True:
+
+    def done() -> bool:
+        nonlocal logged
         trials = [t for t in study.get_trials(deepcopy=False) if search.SKIPPED_ATTR not in t.user_attrs]
         finished = sum(t.state.is_finished() for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if finished >= record["n_trials"] or not running and not until_budget:
-            return
+            return True
         if timeout and time.monotonic() - started >= timeout:
             reporter.log(f"The time budget is used up: not waiting for the {running} trial(s) other workers still run.")
-            return
+            return True
         if reporter.cancel_requested():
-            return
+            return True
         if until_budget:
             reporter.progress(0.9 * finished / max(record["n_trials"], 1),
                               f"{finished}/{record['n_trials']} trials finished by the workers, {running} running")
@@ -314,7 +317,9 @@ def _wait_for_workers(record: dict, storage: str, reporter: jobs.Reporter, start
             reporter.log(f"waiting for the trials of other workers ({finished} of {record['n_trials']} finished, "
                          f"{running} running)")
             logged = True
-        time.sleep(0.5)
+        return False
+
+    poll_until(done, timeout=None, interval=0.5)
 
 
 def _copy_worker_trials(ws: WorkspaceBase, record: dict, storage: str, reporter: jobs.Reporter) -> None:
@@ -420,19 +425,25 @@ def run_worker(job_id: int, storage: str, snapshot: str | None = None, n_trials:
     if "://" not in storage:
         raise ValidationError(f"--storage must be a database URL (e.g. postgresql://user:pass@host/db), got {storage!r}.")
     study_name = study_name_of(job_id)
-    deadline = time.monotonic() + wait
-    while True:
+    problem = None
+
+    def published() -> tuple[optuna.Study, dict] | None:
+        nonlocal problem
+        problem = None
         try:
             study = _load_study(storage, study_name)
-            job = study.user_attrs.get("workbench_job")
-            problem = None
         except KeyError:
-            job = problem = None
+            return None
         except Exception as error:  # unreachable, or the coordinator is creating Optuna's tables right now
-            job, problem = None, error
-        if job is not None or time.monotonic() >= deadline:
-            break
-        time.sleep(0.5)
+            problem = error
+            return None
+        job = study.user_attrs.get("workbench_job")
+        return (study, job) if job is not None else None
+
+    try:
+        study, job = poll_until(published, timeout=wait, interval=0.5)
+    except StillWaiting:
+        study = job = None
     if problem is not None:
         raise WorkbenchError(f"Cannot open the study storage: {type(problem).__name__}: {problem}".splitlines()[0])
     if job is None:
