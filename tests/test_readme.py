@@ -1,4 +1,4 @@
-"""The README's first-session example runs as written."""
+"""The README's first-session example runs as written, and the modules it names exist."""
 
 import os
 import re
@@ -25,3 +25,10 @@ def test_the_readme_example_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "data" / "workbench.sqlite").exists()
     assert "item_id" in result.stdout and "SUCCESS" in result.stdout
+
+
+def test_every_module_the_readme_names_exists():
+    named = set(re.findall(r"`(workbench/[\w/.*]+)`", (ROOT / "README.md").read_text()))
+    assert len(named) > 20
+    missing = [path for path in sorted(named) if not list(ROOT.glob(path))]
+    assert missing == []
