@@ -40,6 +40,11 @@ BENCHMARKS = {
     "dashboards": ("bench_dashboards.py", ["--runs", "3"], ["--smoke"]),
     "cli": ("bench_cli.py", ["--repeat", "9"], ["--smoke"]),
     "insight": ("bench_insight.py", ["--repeat", "3"], ["--smoke"]),
+    "weights": ("bench_weights.py", ["--datasets", "ml-100k,lastfm-2k", "--trials", "40"], ["--smoke"]),
+}
+# Run only when named (`--only pipeline`: an hour or more at 100M rows); rendered whenever their results exist.
+ON_REQUEST = {
+    "pipeline": ("bench_scale.py", ["--rows", "100000000"], ["--rows", "20000,40000", "--smoke"]),
 }
 TARGETS = {
     "csr_s": 0.35, "import_speedup": 1.0, "colons_speedup": 10.0, "import_target_rows": 1_000_000,
@@ -57,9 +62,9 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
     work = out / "work" if smoke else HERE / "work"
     (results / "meta.json").write_text(json.dumps({"smoke": smoke, "machine": machine()}))
     for name in names:
-        script, full, small = BENCHMARKS[name]
+        script, full, small = {**BENCHMARKS, **ON_REQUEST}[name]
         command = [sys.executable, str(HERE / script), *(small if smoke else full), "--json", str(results / f"{name}.json")]
-        if name in ("import", "scale"):
+        if name in ("import", "scale", "pipeline"):
             command += ["--work", str(work)]
         load_before, started = os.getloadavg()[0], time.perf_counter()
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
@@ -547,7 +552,41 @@ def insight_section(report: Report, res: dict) -> None:
     report.section("Explaining recommendations", "insight", body)
 
 
-SECTIONS = {"catalog": catalog_section, "insight": insight_section, "import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
+def weights_section(report: Report, res: dict) -> None:
+    import bench_weights
+
+    body = ["What interaction weights (ratings, play counts) gain, on the tuning benchmark's test split: each arm "
+            "imports the rest with its weights and either tunes (binary only, or with `search_weighting=True`) or "
+            "trains IALS's default configuration with one weighting. Relevance stays binary: every held-out "
+            "interaction counts, whatever its weight.", "", bench_weights.table(res), ""]
+    report.section("Interaction weights", "weights", body)
+
+
+def pipeline_section(report: Report, res: dict) -> None:
+    import bench_scale
+
+    p = res["pipeline"]
+    peaks = [r[f"{s}_rss_mb"] for r in p["rows"] for s in ("import", "tune", "train", "topn") if r[f"{s}_rss_mb"]]
+    largest = p["rows"][-1]["rows"]
+    verdicts = []
+    if peaks:
+        verdicts.append(f"- peak memory <= {p['memory_target_mb']:,} MB at every step up to {largest:,} rows: "
+                        + report.target(f"pipeline peak memory <= {p['memory_target_mb']:,} MB ({largest:,} rows)",
+                                        f"{max(peaks):,.0f} MB", "-", max(peaks) <= p["memory_target_mb"]))
+    for step, slope in p["growth"].items():
+        if slope is not None:
+            verdicts.append(f"- {step} seconds grow as rows^{slope:.2f}: " + report.target(
+                f"pipeline {step}: growth exponent of seconds <= {p['growth_target']}", f"{slope:.2f}",
+                "1.00 (linear)", slope <= p["growth_target"]))
+    body = ["A user's whole path on one machine: a synthetic log (rows/100 users, rows/500 items, string ids, "
+            "long-tail popularity) imported from CSV, tuned (the default portfolio on a user sample), IALS trained "
+            "on every interaction, every user's top-N written to Parquet; each step in a fresh process, seconds and "
+            "peak RSS (VmHWM). Run on request: `python bench/report.py --only pipeline`.", "",
+            bench_scale.pipeline_table(p), "", *verdicts, ""]
+    report.section("The pipeline from 1M to 100M interactions", "pipeline", body)
+
+
+SECTIONS = {"weights": weights_section, "pipeline": pipeline_section, "catalog": catalog_section, "insight": insight_section, "import": import_section, "scale": scale_section, "lifecycle": lifecycle_section,
             "tuning": tuning_section, "dashboards": dashboards_section, "cli": cli_section}
 
 
@@ -555,10 +594,11 @@ def render(out: Path) -> Path:
     results_dir = out / "results"
     meta = json.loads((results_dir / "meta.json").read_text())
     smoke, m = meta["smoke"], meta["machine"]
+    names = [*BENCHMARKS, *ON_REQUEST]
     results = {name: json.loads((results_dir / f"{name}.json").read_text())
-               for name in BENCHMARKS if (results_dir / f"{name}.json").exists()}
+               for name in names if (results_dir / f"{name}.json").exists()}
     runs = {name: json.loads((results_dir / f"{name}.run.json").read_text())
-            for name in BENCHMARKS if (results_dir / f"{name}.run.json").exists()}
+            for name in names if (results_dir / f"{name}.run.json").exists()}
     report = Report(out, results, runs, smoke)
     for name, res in results.items():
         SECTIONS[name](report, res)
@@ -585,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
     parser.add_argument("--out", type=Path, default=HERE, help="where REPORT.md, plots/ and results/ go")
-    parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join([*BENCHMARKS, *ON_REQUEST])}")
     parser.add_argument("--render", type=Path, help="only re-render this folder's REPORT.md from its results/")
     args = parser.parse_args(argv)
     if args.render:

@@ -21,7 +21,7 @@ import protocol  # noqa: E402
 
 SECTIONS = ["## Machine", "## Targets", "## Import", "## Growth from 1M to 10M interactions, and peak memory",
             "## train() overhead", "## Recommendations", "## Tuning: the final model on a held-out test set",
-            "## The catalog under many processes", "## Explaining recommendations"]
+            "## The catalog under many processes", "## Explaining recommendations", "## Interaction weights"]
 PLOTS = ["import", "scale_seconds", "scale_memory", "train_overhead", "recommend_all_users", "tuning"]
 
 
