@@ -10,7 +10,7 @@ LAYERS = [
     ("foundation", {"errors", "version", "dashboards", "polling", "queries", "threads", "unpickling"}),
     ("storage", {"store", "layout", "signing", "legacy_catalog", "jobs", "records"}),
     ("data", {"data", "recovery"}),
-    ("algorithms and evaluation", {"algorithms", "evaluation", "explanations", "splits"}),
+    ("algorithms and evaluation", {"algorithms", "evaluation", "explanations", "splits", "topn"}),
     ("search", {"search"}),
     ("training and tuning", {"training", "tuning", "insight"}),
     ("models and recommendations", {"recommend", "models", "comparison", "export"}),

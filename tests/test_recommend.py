@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import NotFoundError, ValidationError
-from workbench.recommend import top_n
+from workbench.topn import top_n
 
 
 @settings(max_examples=200, deadline=None)
@@ -45,7 +45,7 @@ def test_factor_top_n_equals_a_full_sort(n_users, n_items, n_factors, cutoff, se
                                          block, duplicates):
     import scipy.sparse as sps
 
-    from workbench import recommend
+    from workbench import topn
 
     rng = np.random.default_rng(seed)
     # multiples of 1/64 (or small integers: many ties): every product and sum is exact in float32,
@@ -61,10 +61,10 @@ def test_factor_top_n_equals_a_full_sort(n_users, n_items, n_factors, cutoff, se
     indices = rng.integers(0, n_users, n_users) if duplicates else np.arange(n_users)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recommend, "FACTOR_HEAD", head)
-        patch.setattr(recommend, "FACTOR_CHUNK", chunk)
-        patch.setattr(recommend, "FACTOR_BLOCK", block)
-        parts = recommend._FactorIndex(users, items).top_n_many(indices, seen, cutoff)
+        patch.setattr(topn, "FACTOR_HEAD", head)
+        patch.setattr(topn, "FACTOR_CHUNK", chunk)
+        patch.setattr(topn, "FACTOR_BLOCK", block)
+        parts = topn.FactorIndex(users, items).top_n_many(indices, seen, cutoff)
     got_users = np.concatenate([p[0] for p in parts])
     got_ranks = np.concatenate([p[1] for p in parts])
     got_items = np.concatenate([p[2] for p in parts])

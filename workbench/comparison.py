@@ -16,8 +16,9 @@ from .algorithms import build_recommender
 from .errors import ValidationError
 from .evaluation import TARGET_METRICS, Split, SplitConfig, beyond_accuracy, category_matrix, evaluate
 from .evaluation.metrics import check_cutoff
-from .recommend import metadata_frame, top_n_unseen
+from .recommend import metadata_frame
 from .splits import split_for
+from .topn import top_n_unseen
 from .training import fit
 
 if TYPE_CHECKING:

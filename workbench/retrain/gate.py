@@ -23,7 +23,7 @@ import scipy.sparse as sps
 
 from ..comparison import activity_groups
 from ..errors import ValidationError
-from ..recommend import top_n
+from ..topn import top_n
 
 DEFAULT_FRACTION = 0.1  # without a batch to hold out: the newest 10% of interactions
 BATCH_FRACTION_RANGE = (0.01, 0.5)  # a new batch is the window when it holds this share of the rows
