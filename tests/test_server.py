@@ -106,11 +106,15 @@ class Server:
                 pass
         return found
 
-    def wait_kernels(self, at_most: int, timeout: float = 120.0) -> int:
+    def wait_kernels(self, count: int, timeout: float = 120.0) -> int:
+        """Wait until exactly `count` kernels run (extra ones shut down, the preheated pool refilled);
+        the number running when that happened or the time ran out."""
         deadline = time.monotonic() + timeout
-        while len(self.kernels()) > at_most and time.monotonic() < deadline:
+        while True:
+            running = len(self.kernels())
+            if running == count or time.monotonic() >= deadline:
+                return running
             time.sleep(0.5)
-        return len(self.kernels())
 
     def stop(self) -> None:
         if self.process.poll() is None:
