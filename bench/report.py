@@ -74,10 +74,16 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
         shown = [str(Path(a).relative_to(HERE.parent)) if a.startswith(str(HERE)) else a for a in command[1:-2]]
         (results / f"{name}.run.json").write_text(json.dumps({
             "command": " ".join(["python", *shown]), "seconds": time.perf_counter() - started,
-            "load_before": load_before, "load_after": os.getloadavg()[0]}))
+            "load_before": load_before, "load_after": os.getloadavg()[0],
+            "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "commit": machine_commit()}))
 
 
 # --- the machine -----------------------------------------------------------------------------
+
+def machine_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+
 
 def machine() -> dict:
     import numpy  # noqa: F401  (loads the BLAS that threadpool_info describes)
@@ -101,10 +107,10 @@ def machine() -> dict:
     if RECOTEM.exists():
         recotem = subprocess.run([str(RECOTEM), "-c", "import importlib.metadata as m; print(m.version('recotem'))"],
                                  capture_output=True, text=True).stdout.strip() or "absent"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    commit = machine_commit()
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": psutil.virtual_memory().total / 2**30,
             "os": platform.platform(), "python": platform.python_version(), "blas": ", ".join(blas) or "unknown",
-            "versions": versions, "chromium": chromium, "recotem": recotem, "commit": commit or "unknown",
+            "versions": versions, "chromium": chromium, "recotem": recotem, "commit": commit,
             "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
 
 
@@ -127,7 +133,8 @@ class Report:
         run = self.runs.get(name)
         header = [f"## {title}", ""]
         if run:
-            header += [f"`{run['command']}`: {run['seconds'] / 60:.1f} min, load average "
+            when = f", finished {run['date']} at commit {run['commit']}" if run.get("date") else ", an earlier run"
+            header += [f"`{run['command']}`: {run['seconds'] / 60:.1f} min{when}, load average "
                        f"{run['load_before']:.1f} before and {run['load_after']:.1f} after.", ""]
         self.sections.append("\n".join(header + body))
 
@@ -604,8 +611,9 @@ def render(out: Path) -> Path:
         SECTIONS[name](report, res)
     missed = sum(not passed for *_, passed in report.targets)
     lines = ["# Rec Workbench performance report", "",
-             f"Written by `make bench` (`python bench/report.py`{' --smoke' if smoke else ''}), run from {m['date']} at commit "
-             f"{m['commit']}. {len(report.targets)} targets: {len(report.targets) - missed} pass, {missed} miss."
+             f"Written by `make bench` (`python bench/report.py`{' --smoke' if smoke else ''}), last run from {m['date']} at "
+             f"commit {m['commit']}; each section's first line says when its benchmark ran (`--only` refreshes some). "
+             f"{len(report.targets)} targets: {len(report.targets) - missed} pass, {missed} miss."
              + (" **Smoke run: tiny sizes, one run each; the figures mean nothing.**" if smoke else ""), "",
              "## Machine", ""]
     lines += table(["", ""], [["CPU", f"{m['cpu']}, {m['cores']} cores"], ["memory", f"{m['memory_gib']:.1f} GiB"],
