@@ -104,6 +104,7 @@ class RecommendationsDashboard(Dashboard):
         self.search.observe(self.guard(lambda _: self.finder.find()), "value")
         # similar items
         self.similar_finder = ItemFinder(self.item_catalog, rows=6)
+        self.similar_finder.add_class("wb-similar-finder")
         self.similar_finder.search.observe(self.guard(lambda _: self.similar_finder.find()), "value")
         self.similar_button = w.Button(description="Similar items", icon="clone", button_style="primary",
                                        tooltip="the items the model finds most like the chosen one")
