@@ -362,7 +362,7 @@ def test_a_model_that_cannot_explain_or_relate_items_says_why_on_the_page(page, 
                                 f"?project=demo&model={top_pop}"))
     page.locator(".wb-title").first.wait_for(timeout=60_000)
     wait_chosen(page, "Model", f"#{top_pop} ")
-    page.get_by_text("no notion of similar items").wait_for(timeout=60_000)  # said as the model loads
+    page.get_by_text(ws.load_model(top_pop).cannot_find_similar).wait_for(timeout=60_000)  # said as the model loads
     page.get_by_role("button", name="Random user").click()
     page.get_by_text("Top 10 recommendations").wait_for(timeout=60_000)
     reason = "TopPop recommendations cannot be explained: " + wb.algorithms.get_algorithm("TopPop").unexplainable

@@ -172,10 +172,8 @@ class Recommender:
         """Why this model has no similar items (None when it has)."""
         if self._similarity is False:
             self._similarity = ItemSimilarity.of(self.recommender)
-        if self._similarity is not None:
-            return None
-        return (f"Model {self.model.id} ({self.algorithm.name}: {self.algorithm.description}) keeps neither "
-                "item-item weights nor item factors, so it has no notion of similar items.")
+        return None if self._similarity is not None else (f"Model {self.model.id} ({self.algorithm.name}) keeps neither "
+                                                          "item-item weights nor item factors: it has no similar items.")
 
     @property
     def cannot_explain(self) -> str | None:
