@@ -801,6 +801,10 @@ def test_models_compare_shows_metric_definitions_and_each_user_segment(shared):
 
     app.segments.value = "new_since"
     assert app.since.layout.display == "" and re.fullmatch(r"\d{4}-\d\d-\d\d", app.since.value)
+    suggested, app.since.value = app.since.value, ""
+    app.compare_button.click()
+    assert app.message.kind == "error" and "Type a date next to “since”" in app.message.message
+    app.since.value = suggested
     app.compare_button.click()
     app.wait(120)
     assert list(app.segment_view.frame["segment"].unique())[1:] in (["new", "existing"], ["new"], ["existing"])

@@ -64,7 +64,8 @@ class ItemFinder(widgets.VBox):
             found = [i for i in items if query in str(i).lower()] if query else list(items)
             total = len(found)
             matches = [(str(i), i) for i in found[:MAX_MATCHES]]
-        self.matches.options = matches
+        if tuple(self.matches.options) != tuple(matches):  # unchanged, the user's pick stays
+            self.matches.options = matches
         self.label.value = f"<span class='wb-muted'>{shown_of(len(matches), total, 'matches')}</span>"
 
 

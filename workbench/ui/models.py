@@ -123,7 +123,7 @@ class ModelsDashboard(Dashboard):
     def on_project_change(self) -> None:
         self.comparison_table.set_frame(pd.DataFrame())
         self.charts.children = []
-        self.definitions.value = ""
+        self.definitions.value = self.since.value = ""
         self.segment_view.clear()
         self.table.select()
         self.refresh()
@@ -267,7 +267,9 @@ class ModelsDashboard(Dashboard):
             raise ValidationError(f"Model #{not_ready[0]} is not trained successfully; it cannot be compared.")
 
         by = self.segments.value or None
-        since = (self.since.value.strip() or None) if by == "new_since" else None
+        since = self.since.value.strip() if by == "new_since" else None
+        if since == "":
+            raise ValidationError("Type a date next to “since” (like 2024-06-01) to compare new users with the rest.")
 
         def done(frame: pd.DataFrame) -> None:
             self.segment_view.show(frame, f"ndcg@{max(CUTOFFS)}")
