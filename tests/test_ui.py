@@ -849,3 +849,5 @@ def test_tuning_shows_what_mattered_or_that_there_are_too_few_trials(shared):
     assert list(importance.marks[0].x) == insight.importances["parameter"].tolist()
     assert list(importance.marks[0].y) == pytest.approx(insight.importances["importance"].tolist())
     assert f"best {insight.importances['parameter'].iloc[0]}" in importance.title  # the one that mattered most
+    app.show_job(few.id)  # an ended job's insight is kept: shown again at once
+    assert app.insight.tuning_job_id == few.id and "importances need at least 5" in app.insight.notes.value

@@ -20,7 +20,7 @@ from .controls import CheckboxGroup, section, set_options
 from .dashboard import Dashboard
 from .format import is_missing
 from .importance import TuningInsightView
-from .monitor import JobMonitor
+from .monitor import FINISHED, JobMonitor
 from .page import anchor
 from .tables import DataTable
 from .training import data_label
@@ -97,6 +97,7 @@ class TuningDashboard(Dashboard):
                                  best=["best_score"])
         self.insight = TuningInsightView()
         self.insight_message = self.outcome()
+        self._insights: dict[int, Any] = {}  # tuning job id -> its insight, for jobs that have ended
         self.tuning_job: Any = None
         self.n_trials_seen = 0
         self.body.children = [
@@ -236,9 +237,14 @@ class TuningDashboard(Dashboard):
         if job.trials is None or job.trials.empty:
             self.insight.say(f"Tuning job #{job.id} has no finished trial ({job.status}).")
             return
+        if job.id in self._insights:  # a job that has ended: its insight does not change
+            self.insight.show(self._insights[job.id])
+            return
         self.insight.say(f"Working out what mattered in tuning job #{job.id}…")
 
         def done(insight: Any) -> None:
+            if job.status in FINISHED:
+                self._insights[job.id] = insight
             if self.tuning_job is not None and self.tuning_job.id == insight.tuning_job_id:  # still the job shown
                 self.insight.show(insight)
 
