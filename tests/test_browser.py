@@ -338,7 +338,10 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     choices = finder.locator("select")
     item = metadata["item_id"].iloc[4]
     label = f"{titles.iloc[4]} ({item})"
-    choices.locator("option", has_text=label).first.wait_for(state="attached")
+    # until the list holds the search's matches only (the unfiltered list, shown first, holds the item too)
+    page.wait_for_function("([select, text]) => select.options.length > 0 && [...select.options].every("
+                           "o => o.text.replace(/\\u00a0/g, ' ').includes(text))",
+                           arg=[choices.element_handle(), titles.iloc[4]], timeout=60_000)
     shown = [text.replace("\xa0", " ") for text in choices.locator("option").all_inner_texts()]
     choices.select_option(index=shown.index(label))
     page.get_by_role("button", name="Similar items").click()
