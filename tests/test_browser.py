@@ -138,11 +138,12 @@ def assert_insight_shown(page, insight) -> None:
     summary = page.locator(".widget-html", has_text=f"Tuning job #{insight.tuning_job_id}: best").first.inner_text()
     for algorithm, n_trials in zip(insight.by_algorithm["algorithm"], insight.by_algorithm["n_trials"]):
         assert re.search(rf"{algorithm}\s+{n_trials}\s", summary), (algorithm, summary)
-        page.locator(".bqplot", has_text=f"{algorithm} ({n_trials} trials)").first.wait_for(state="attached")
+        page.locator(".bqplot", has_text=f"{algorithm} ({n_trials} trial{'' if n_trials == 1 else 's'})").first \
+            .wait_for(state="attached")
     for algorithm, note in insight.notes.items():
         page.get_by_text(f"No parameter importances for {algorithm}: {note}").wait_for()
     for algorithm in insight.importances["algorithm"].unique():
-        page.locator(".bqplot", has_text=f"{algorithm}: parameter importance").first.wait_for(state="attached")
+        page.locator(".bqplot", has_text=f"{algorithm} importance (").first.wait_for(state="attached")
 
 
 def below(page, outcome: str, button: str, within: float = 160) -> bool:
@@ -296,7 +297,7 @@ def test_training_end_to_end_then_the_model_is_ticked_compared_charted_and_downl
     segments = page.locator("table.wb-table", has=page.locator("th", has_text="light")).first
     assert [h.strip() for h in segments.locator("th").all_inner_texts()] == ["model", "all", "light", "medium", "heavy"]
     for segment in ("light", "medium", "heavy"):
-        page.locator(".bqplot", has_text=f"ndcg@20 · {segment}").first.wait_for(state="attached")
+        page.locator(".bqplot", has_text=re.compile(rf"{segment} \(\d+ users\)")).first.wait_for(state="attached")
     assert "training interactions" in page.inner_text("body")  # what light, medium and heavy mean
     assert_no_widget_error(page)
     screenshot(page, screenshots, "models")

@@ -12,6 +12,10 @@ from .charts import bar_chart
 from .format import html_table
 
 
+def trials(count: int) -> str:
+    return f"{int(count)} trial{'' if int(count) == 1 else 's'}"
+
+
 class TuningInsightView(widgets.VBox):
     """Shows a `workbench.insight.TuningInsight`: a table and a chart of each algorithm's best score
     and trial count, one importance chart per algorithm that has importances, and notes in words
@@ -41,10 +45,9 @@ class TuningInsightView(widgets.VBox):
             f"<div class='wb-banner-info'>No parameter importances for {html.escape(algorithm)}: "
             f"{html.escape(note)}.</div>" for algorithm, note in insight.notes.items())
         rows = insight.by_algorithm
-        charts = [bar_chart(f"best {insight.metric} by algorithm",
-                            [f"{a} ({int(n)} trials)" for a, n in zip(rows["algorithm"], rows["n_trials"])],
+        charts = [bar_chart(f"best {insight.metric}", [f"{a} ({trials(n)})" for a, n in zip(rows["algorithm"], rows["n_trials"])],
                             rows["best_score"].tolist(), width="420px")]
         for algorithm, group in insight.importances.groupby("algorithm", sort=False):
-            charts.append(bar_chart(f"{algorithm}: parameter importance ({int(group['n_trials'].iloc[0])} trials)",
+            charts.append(bar_chart(f"{algorithm} importance ({trials(group['n_trials'].iloc[0])})",
                                     group["parameter"].tolist(), group["importance"].tolist(), width="420px"))
         self.charts.children = charts

@@ -72,6 +72,6 @@ class SegmentView(widgets.VBox):
                               f"<div class='wb-muted'>{legend}</div>"
                               + html_table(table.reset_index(), best=list(table.columns)))
         self.charts.children = [
-            bar_chart(f"{metric} · {segment} ({format_value(int(n))} users)", labels, table[segment].tolist())
+            bar_chart(f"{segment} ({format_value(int(n))} users)", labels, table[segment].tolist())
             for segment, n in zip(segments["segment"], segments["n_users"])
         ]
