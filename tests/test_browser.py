@@ -333,6 +333,7 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     explained = recommender.recommend(user, cutoff=10, explain=True)[0]["because"][0]
     reason = f"{names[str(explained['item_id'])]} ({explained['share']:.0%})"  # "Title (41%)"
     assert reason in body, reason
+    screenshot(page, screenshots, "recommendations")
 
     finder = page.locator(".wb-similar-finder")  # the similar items' search box and matches
     finder.get_by_placeholder("title, genre or item id").fill(titles.iloc[4])
@@ -353,7 +354,6 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     width = page.evaluate("document.documentElement.clientWidth")
     assert all(t.bounding_box()["x"] + t.bounding_box()["width"] <= width for t in page.locator("table.wb-table").all())
     assert_no_widget_error(page)
-    screenshot(page, screenshots, "recommendations")
 
 
 def test_a_model_that_cannot_explain_or_relate_items_says_why_on_the_page(page, server, home):

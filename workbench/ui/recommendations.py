@@ -87,9 +87,9 @@ class RecommendationsDashboard(Dashboard):
         self.message = self.outcome()
         self.on_click(self.recommend_button, self.recommend_user, self.message)
         self.on_click(self.random_button, self.random_user, self.message)
-        half = L(flex="1 1 0", min_width="0", margin="0 12px 0 0")
-        self.profile_html = w.HTML(layout=half)
-        self.recs_html = w.HTML(layout=L(flex="1 1 0", min_width="0"))
+        narrower = L(flex="2 1 0", min_width="0", margin="0 12px 0 0")  # the top-N, with its reasons, gets 3/5
+        self.profile_html = w.HTML(layout=narrower)
+        self.recs_html = w.HTML(layout=L(flex="3 1 0", min_width="0"))
         # new-user profile builder
         self.finder = ItemFinder(self.item_catalog)
         self.search, self.matches, self.matches_label = self.finder.search, self.finder.matches, self.finder.label
