@@ -131,6 +131,21 @@ def wait_chosen(page, label: str, wanted: str, timeout: float = 60_000) -> None:
         page.wait_for_timeout(200)
 
 
+def assert_insight_shown(page, insight) -> None:
+    """The Tuning page shows what a job's insight says: each algorithm's best score and trials, and per
+    algorithm either its parameter importance chart or, in words, why it has none."""
+    page.get_by_text(f"Tuning job #{insight.tuning_job_id}: best {insight.metric} of each algorithm").wait_for(timeout=120_000)
+    summary = page.locator(".widget-html", has_text=f"Tuning job #{insight.tuning_job_id}: best").first.inner_text()
+    for algorithm, n_trials in zip(insight.by_algorithm["algorithm"], insight.by_algorithm["n_trials"]):
+        assert re.search(rf"{algorithm}\s+{n_trials}\s", summary), (algorithm, summary)
+        page.locator(".bqplot", has_text=f"{algorithm} ({n_trials} trial{'' if n_trials == 1 else 's'})").first \
+            .wait_for(state="attached")
+    for algorithm, note in insight.notes.items():
+        page.get_by_text(f"No parameter importances for {algorithm}: {note}").wait_for()
+    for algorithm in insight.importances["algorithm"].unique():
+        page.locator(".bqplot", has_text=f"{algorithm} importance (").first.wait_for(state="attached")
+
+
 def below(page, outcome: str, button: str, within: float = 160) -> bool:
     """Whether the text `outcome` shows just below (or beside) the button named `button`."""
     message = page.get_by_text(outcome).first.bounding_box()
@@ -147,9 +162,13 @@ def test_dashboard_renders(page, server, home, screenshots, name):
     if name == "home":
         assert "demo" in body and page.locator("a[href='models.ipynb?project=demo']").count() > 0
         assert str(home / "data" / "workbench.sqlite") in body  # WORKBENCH_HOME reached the preheated kernel
-    if name == "tuning":  # the latest tuning job: trials, best-so-far chart, the trained model
+    if name == "tuning":  # the latest tuning job: trials, best-so-far chart, the trained model, what mattered
         page.locator(".bqplot").first.wait_for()
         assert page.locator(".bqplot path.line").count() >= 1 and "trained as model #" in body
+        import workbench as wb
+
+        ws = wb.open(home)
+        assert_insight_shown(page, ws.tuning_insight(int(ws.tuning_jobs("demo")["id"].iloc[0])))
         boxes = page.locator(".widget-gridbox .widget-checkbox input[type=checkbox]")
         assert boxes.count() == 15 and all(boxes.nth(i).is_visible() for i in range(15))  # every algorithm in view
         assert sum(boxes.nth(i).is_checked() for i in range(15)) == 6 and "6 of 15 chosen" in body
@@ -223,6 +242,12 @@ def test_tuning_in_the_browser_follows_its_log_and_ends_with_a_link_to_the_model
     assert overflows and last_line_in_view  # the log is longer than its box, and shows its end
     status = page.locator(".widget-html", has_text="Finished").first.inner_text()
     assert "training the best" not in status
+    import workbench as wb
+
+    ws = wb.open(home)
+    job = ws.tuning_jobs("demo").iloc[0]
+    assert job["n_trials"] == 12
+    assert_insight_shown(page, ws.tuning_insight(int(job["id"])))  # what mattered, once the job has ended
     produced = page.locator(".wb-card", has_text="Produced").first
     model_id = re.search(r"model #(\d+)", produced.inner_text()).group(1)
     produced.get_by_role("link", name="Recommendations").click()
@@ -262,8 +287,18 @@ def test_training_end_to_end_then_the_model_is_ticked_compared_charted_and_downl
     page.get_by_text("Compared 2 models").wait_for(timeout=120_000)
     assert below(page, "Compared 2 models", "Compare")
     page.locator(".bqplot rect.bar").first.wait_for(state="attached", timeout=30_000)
-    assert page.locator(".bqplot").count() >= 6  # one chart per metric
+    assert page.locator(".bqplot").count() >= 6 + 4  # one chart per metric, and one per user segment
     assert page.locator("td.wb-best").count() >= 6  # the best highlighted in the tables
+    from workbench.evaluation.beyond import METRIC_DEFINITIONS
+
+    for name in ("coverage", "popularity_bias", "novelty"):  # each beyond-accuracy metric, defined in a line
+        assert page.get_by_text(METRIC_DEFINITIONS[name]).count() == 1, name
+    page.get_by_text("ndcg@20 by user segment").wait_for()
+    segments = page.locator("table.wb-table", has=page.locator("th", has_text="light")).first
+    assert [h.strip() for h in segments.locator("th").all_inner_texts()] == ["model", "all", "light", "medium", "heavy"]
+    for segment in ("light", "medium", "heavy"):
+        page.locator(".bqplot", has_text=re.compile(rf"{segment} \(\d+ users\)")).first.wait_for(state="attached")
+    assert "training interactions" in page.inner_text("body")  # what light, medium and heavy mean
     assert_no_widget_error(page)
     screenshot(page, screenshots, "models")
 
@@ -292,10 +327,51 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     assert expected and all(item in body for item in expected)
     assert sum(title in body for title in titles) >= 10  # profile and recommendations carry titles
     assert re.search(r"30 of \d+ items shown|\(\d+ items in training\)", body)
+    assert "because you watched" in body  # each recommendation beside the user's items it comes from
+    metadata = ws.item_metadata_frame(ws.latest_item_metadata("demo"))
+    names = dict(zip(metadata["item_id"].astype(str), metadata["title"].astype(str)))
+    explained = recommender.recommend(user, cutoff=10, explain=True)[0]["because"][0]
+    reason = f"{names[str(explained['item_id'])]} ({explained['share']:.0%})"  # "Title (41%)"
+    assert reason in body, reason
+    screenshot(page, screenshots, "recommendations")
+
+    finder = page.locator(".wb-similar-finder")  # the similar items' search box and matches
+    finder.get_by_placeholder("title, genre or item id").fill(titles.iloc[4])
+    choices = finder.locator("select")
+    item = metadata["item_id"].iloc[4]
+    label = f"{titles.iloc[4]} ({item})"
+    # until the list holds the search's matches only (the unfiltered list, shown first, holds the item too)
+    page.wait_for_function("([select, text]) => select.options.length > 0 && [...select.options].every("
+                           "o => o.text.replace(/\\u00a0/g, ' ').includes(text))",
+                           arg=[choices.element_handle(), titles.iloc[4]], timeout=60_000)
+    shown = [text.replace("\xa0", " ") for text in choices.locator("option").all_inner_texts()]
+    choices.select_option(index=shown.index(label))
+    page.get_by_role("button", name="Similar items").click()
+    page.get_by_text(re.compile(r"\d+ items most similar to ")).wait_for(timeout=60_000)
+    similar = ws.similar_items(recommender.model.id, item, cutoff=10, metadata=True)
+    body = page.inner_text("body")
+    assert f"most similar to {titles.iloc[4]}" in body and all(row["title"] in body for row in similar)
     width = page.evaluate("document.documentElement.clientWidth")
     assert all(t.bounding_box()["x"] + t.bounding_box()["width"] <= width for t in page.locator("table.wb-table").all())
     assert_no_widget_error(page)
-    screenshot(page, screenshots, "recommendations")
+
+
+def test_a_model_that_cannot_explain_or_relate_items_says_why_on_the_page(page, server, home):
+    import workbench as wb
+
+    ws = wb.open(home)
+    models = ws.models("demo")
+    top_pop = int(models[models["algorithm"] == "TopPop"]["id"].iloc[0])
+    page.goto(server.with_token(f"http://127.0.0.1:{server.port}/voila/render/recommendations.ipynb"
+                                f"?project=demo&model={top_pop}"))
+    page.locator(".wb-title").first.wait_for(timeout=60_000)
+    wait_chosen(page, "Model", f"#{top_pop} ")
+    page.get_by_text(ws.load_model(top_pop).cannot_find_similar).wait_for(timeout=60_000)  # said as the model loads
+    page.get_by_role("button", name="Random user").click()
+    page.get_by_text("Top 10 recommendations").wait_for(timeout=60_000)
+    reason = "TopPop recommendations cannot be explained: " + wb.algorithms.get_algorithm("TopPop").unexplainable
+    assert page.get_by_text(reason).count() == 1 and "because you watched" not in page.inner_text("body")
+    assert_no_widget_error(page)
 
 
 def test_pages_fetch_nothing_from_elsewhere_and_show_their_icons(page, server):

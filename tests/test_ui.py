@@ -1,5 +1,6 @@
 """The dashboards driven headless: press buttons, set values, check the page state and the catalog."""
 
+import html
 import re
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def texts(widget) -> str:
     for child in getattr(widget, "children", ()) or ():
         found.append(texts(child))
     return "\n".join(found)
+
+
+def texts_of_charts(app) -> str:
+    return "\n".join(chart.title for chart in app.insight.charts.children)
 
 
 def upload(name: str, content: bytes) -> tuple:
@@ -398,6 +403,11 @@ def test_tuning_shows_live_trials_a_readable_log_the_best_and_what_it_produced(s
     assert f"models.ipynb?project=demo&amp;model={job.model_id}" in app.outcome_card.value
     assert shared.model(job.model_id).status == "SUCCESS"
     assert len(app.history.frame) >= 1
+    insight = shared.tuning_insight(job.id)  # what mattered, shown after the job
+    assert app.insight.tuning_job_id == job.id and "best ndcg@10 of each algorithm" in app.insight.summary.value
+    for algorithm, n_trials in zip(insight.by_algorithm["algorithm"], insight.by_algorithm["n_trials"]):
+        assert f"<td>{algorithm}</td><td>{n_trials}</td>" in app.insight.summary.value
+        assert algorithm in app.insight.notes.value or f"{algorithm} importance (" in texts_of_charts(app)
 
 
 def test_tuning_refuses_bad_input_with_a_message(workspace, project):
@@ -673,3 +683,171 @@ def test_pages_served_without_the_chart_library_are_exactly_the_dashboards_witho
         assert bool(CHART_FREE.match(notebook.name)) == (not charts), notebook.name
         checked += 1
     assert checked == 6
+
+
+# --- why: explanations, similar items, segments, tuning insight
+
+
+def test_recommendations_explain_each_item_for_a_known_a_random_and_a_new_user(shared):
+    from workbench.explanations import because_text
+
+    app = RecommendationsDashboard(shared)
+    app.wait(60)
+    recommender = app.recommender()  # the active model, IALS: its scores split over the user's items
+    assert recommender.algorithm.name == "IALS" and recommender.cannot_explain is None
+    items = shared.item_metadata_frame(shared.latest_item_metadata("demo"))
+    titles = dict(zip(items["item_id"].astype(str), items["title"].astype(str)))
+    user = str(recommender.user_ids[11])
+    app.recommend_user(user, background=False)
+    shown = app.recs_html.value
+    assert "<th>because you watched</th>" in shown and "cannot be explained" not in shown
+    for row in recommender.recommend(user, cutoff=10, explain=True):
+        text = because_text([{**p, "item_id": str(p["item_id"])} for p in row["because"]], titles)
+        assert text and "%" in text and html.escape(text) in shown  # "Title A (41%), Title B (22%)", beside the item
+    assert all(p["item_id"] in recommender.profile(user) for r in app.result["recommendations"] for p in r["because"])
+
+    app.random_button.click()
+    app.wait(60)
+    assert app.message.kind == "" and "<th>because you watched</th>" in app.recs_html.value
+    assert re.search(r"\(\d+%\)", app.recs_html.value)
+
+    picked = [str(i) for i in items["item_id"].iloc[[2, 9, 30]]]
+    for item in picked:
+        app.add_item(item)
+    app.profile_button.click()
+    app.wait(60)
+    rows = app.profile_result
+    assert rows and all(r["because"] and {p["item_id"] for p in r["because"]} <= set(picked) for r in rows)
+    assert "<th>because you watched</th>" in app.new_recs_html.value
+    assert any(html.escape(titles[p]) in app.new_recs_html.value for p in picked)
+
+
+def test_recommendations_say_in_one_line_why_a_model_cannot_explain_or_has_no_similar_items(shared):
+    data = shared.latest_training_data("demo")
+    user_knn = shared.train(shared.create_configuration("demo", "CosineUserKNN", name="user knn"), data)
+    top_pop = int(shared.models("demo").query("algorithm == 'TopPop'")["id"].iloc[0])
+    app = RecommendationsDashboard(shared, model=user_knn.id)
+    app.wait(60)
+    assert app.model.value == user_knn.id
+    app.random_user(background=False)
+    reason = "CosineUserKNN recommendations cannot be explained: " + wb.algorithms.get_algorithm("CosineUserKNN").unexplainable
+    assert html.escape(reason) in app.recs_html.value and "<th>because you watched</th>" not in app.recs_html.value
+    no_similar = app.recommender().cannot_find_similar
+    assert "CosineUserKNN" in no_similar and "no similar items" in no_similar
+    assert html.escape(no_similar) in app.similar_state.value  # said as the model loads, before any click
+    app.similar_finder.search.value = ""
+    app.similar_finder.matches.value = app.similar_finder.matches.options[0][1]
+    app.similar_button.click()
+    app.wait(60)
+    assert app.similar_message.kind == "error" and app.similar_message.message == no_similar
+    assert app.similar_html.value == ""
+    app.model.value = top_pop
+    app.wait(60)
+    app.add_item(str(app.recommender().item_ids[0]))
+    app.recommend_profile(background=False)
+    assert "it ranks items by popularity alone" in app.new_recs_html.value and "TopPop" in app.similar_state.value
+
+
+def test_similar_items_are_found_by_searching_an_item_and_carry_metadata(shared):
+    app = RecommendationsDashboard(shared)
+    app.wait(60)
+    model_id = app.model.value
+    assert app.similar_state.value == ""  # IALS relates items through its factors
+    items = shared.item_metadata_frame(shared.latest_item_metadata("demo"))
+    title = str(items["title"].iloc[4])
+    app.similar_finder.search.value = title.lower()
+    assert app.similar_finder.matches.options and all(title in label for label, _ in app.similar_finder.matches.options)
+    app.similar_button.click()
+    app.wait(60)
+    assert app.similar_message.kind == "error" and "pick it" in app.similar_message.message
+    item = app.similar_finder.matches.options[0][1]
+    app.similar_finder.matches.value = item
+    app.cutoff.value = 6
+    app.similar_button.click()
+    app.wait(60)
+    expected = shared.similar_items(model_id, item, cutoff=6, metadata=True)
+    assert [r["item_id"] for r in app.similar_result] == [r["item_id"] for r in expected]
+    assert [r["title"] for r in app.similar_result] == [r["title"] for r in expected]
+    shown = app.similar_html.value
+    assert f"6 items most similar to {html.escape(title)}" in shown and "<th>similarity</th>" in shown
+    assert all(html.escape(r["title"]) in shown for r in expected) and "wb-best" in shown
+
+
+def test_models_compare_shows_metric_definitions_and_each_user_segment(shared):
+    from workbench.evaluation.beyond import METRIC_DEFINITIONS
+
+    app = ModelsDashboard(shared)
+    models = app.frame[app.frame["algorithm"].isin(["TopPop", "IALS"])]
+    app.select(*models["id"].head(2))
+    assert app.segments.value == "activity" and app.since.layout.display == "none"
+    app.compare_button.click()
+    app.wait(120)
+    assert app.message.kind == "success", app.message.message
+    assert list(app.comparison.columns).count("segment") == 0 and len(app.comparison) == 2  # the overall rows
+    for name in ("coverage", "popularity_bias", "novelty"):
+        assert f"<b>{name}</b>: {html.escape(METRIC_DEFINITIONS[name])}" in app.definitions.value
+    view = app.segment_view
+    assert list(view.frame["segment"].unique()) == ["all", "light", "medium", "heavy"]
+    summary = view.summary.value
+    assert "ndcg@20 by user segment" in summary and "<th>light</th>" in summary and "<th>heavy</th>" in summary
+    for definition in view.frame["definition"].unique():
+        assert html.escape(definition) in summary  # "at most 14 training interactions"...
+    assert [c.title.split(" (")[0] for c in view.charts.children] == ["all", "light", "medium", "heavy"]
+    for chart, segment in zip(view.charts.children, ("all", "light", "medium", "heavy")):
+        rows = view.frame[view.frame["segment"] == segment]
+        winner = rows.loc[rows["ndcg@20"].idxmax()]
+        assert list(chart.marks[0].x)[list(chart.marks[0].color).index(1.0)] == f"#{winner.model_id} {winner.algorithm}"
+        assert chart.axes[1].scale.min == 0
+
+    app.segments.value = "new_since"
+    assert app.since.layout.display == "" and re.fullmatch(r"\d{4}-\d\d-\d\d", app.since.value)
+    suggested, app.since.value = app.since.value, ""
+    app.compare_button.click()
+    assert app.message.kind == "error" and "Type a date next to “since”" in app.message.message
+    app.since.value = suggested
+    app.compare_button.click()
+    app.wait(120)
+    assert list(app.segment_view.frame["segment"].unique())[1:] in (["new", "existing"], ["new"], ["existing"])
+    assert f"first interaction on or after {app.since.value}" in app.segment_view.summary.value or \
+        f"first interaction before {app.since.value}" in app.segment_view.summary.value
+
+
+def test_a_model_that_wins_on_average_but_loses_on_light_users_shows_at_a_glance():
+    from workbench.ui.segments import SegmentView
+
+    rows = [(1, "IALS", "all", 0.30), (1, "IALS", "light", 0.05), (1, "IALS", "heavy", 0.50),
+            (2, "TopPop", "all", 0.20), (2, "TopPop", "light", 0.15), (2, "TopPop", "heavy", 0.25)]
+    frame = pd.DataFrame([{"model_id": m, "algorithm": a, "segment": s, "definition": f"{s} users",
+                           "n_users": 10, "ndcg@20": v} for m, a, s, v in rows])
+    view = SegmentView()
+    view.show(frame, "ndcg@20")
+    assert "light: <b>#2 TopPop</b> <span style='color:#b26a00'>(not the best overall)</span>" in view.summary.value
+    assert "all: <b>#1 IALS</b> ·" in view.summary.value and "heavy: <b>#1 IALS</b>" in view.summary.value
+    light = view.charts.children[1]
+    assert "light" in light.title and "best #2 TopPop" in light.title and list(light.marks[0].color) == [0.0, 1.0]
+
+
+def test_tuning_shows_what_mattered_or_that_there_are_too_few_trials(shared):
+    data = shared.latest_training_data("demo")
+    many = shared.tune(data, algorithms=["RP3beta"], n_trials=6, cutoff=10, train_after_tuning=False)
+    few = shared.tune(data, algorithms=["RP3beta"], n_trials=2, cutoff=10, train_after_tuning=False)
+    app = TuningDashboard(shared)  # opens on the latest job, with too few trials for importances
+    app.wait(120)
+    assert app.tuning_job.id == few.id and app.insight.tuning_job_id == few.id, app.insight_message.message
+    assert "No parameter importances for RP3beta: 2 completed trial(s); importances need at least 5" in app.insight.notes.value
+    assert "<td>RP3beta</td><td>2</td><td>2</td>" in app.insight.summary.value
+    assert [c.title.split(" · ")[0] for c in app.insight.charts.children] == ["best ndcg@10"]
+
+    app.show_job(many.id)  # a past job with enough trials
+    app.wait(120)
+    insight = shared.tuning_insight(many.id)
+    assert app.insight.notes.value == "" and "<td>RP3beta</td><td>6</td><td>6</td>" in app.insight.summary.value
+    best, importance = app.insight.charts.children
+    assert list(best.marks[0].x) == ["RP3beta (6 trials)"]
+    assert list(best.marks[0].y) == pytest.approx([insight.by_algorithm["best_score"].iloc[0]])
+    assert importance.title.startswith("RP3beta importance (6 trials)")
+    assert list(importance.marks[0].x) == insight.importances["parameter"].tolist()
+    assert list(importance.marks[0].y) == pytest.approx(insight.importances["importance"].tolist())
+    assert f"best {insight.importances['parameter'].iloc[0]}" in importance.title  # the one that mattered most
+    app.show_job(few.id)  # an ended job's insight is kept: shown again at once
+    assert app.insight.tuning_job_id == few.id and "importances need at least 5" in app.insight.notes.value

@@ -154,14 +154,18 @@ class Recommender:
         weight towards are left out), the cosine of the item factors in factor models (IALS,
         TruncatedSVD, NMF). ValidationError for models relating no items (TopPop, user KNN)."""
         index = self._item_index(item_id)
-        if self._similarity is False:
-            self._similarity = ItemSimilarity.of(self.recommender)
-        if self._similarity is None:
-            raise ValidationError(
-                f"Model {self.model.id} ({self.algorithm.name}: {self.algorithm.description}) keeps neither "
-                "item-item weights nor item factors, so it has no notion of similar items.")
+        if self.cannot_find_similar is not None:
+            raise ValidationError(self.cannot_find_similar)
         _, items, values = top_n(self._similarity.row(index)[None, :], _check_cutoff(cutoff))
         return Recommendations({"item_id": _plain(self.item_ids[i]), "similarity": float(v)} for i, v in zip(items, values))
+
+    @property
+    def cannot_find_similar(self) -> str | None:
+        """Why this model has no similar items (None when it has)."""
+        if self._similarity is False:
+            self._similarity = ItemSimilarity.of(self.recommender)
+        return None if self._similarity is not None else (f"Model {self.model.id} ({self.algorithm.name}) keeps neither "
+                                                          "item-item weights nor item factors: it has no similar items.")
 
     @property
     def cannot_explain(self) -> str | None:

@@ -12,7 +12,9 @@ driven headless in tests: `app.select(3); app.activate_button.click()`.
 
 Shared parts: `page` (the address, links, navigation, style), `dashboard` (the base class),
 `controls`, `tables`, `charts`, `monitor` (following a job), `format` (text and HTML), `files`
-(paths and uploads a dashboard may read).
+(paths and uploads a dashboard may read). Parts of one dashboard: `items` (Recommendations' item
+finder, explanations and similar items), `segments` (Models' per-segment comparison and metric
+definitions), `importance` (Tuning's insight into a job).
 """
 
 from .data import DataDashboard

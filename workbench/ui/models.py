@@ -1,5 +1,6 @@
-"""Models: the list with statistics and metrics, selected in the table itself; compare, activate,
-retrain and delete the selection; download any model's signed file in one click."""
+"""Models: the list with statistics and metrics, selected in the table itself; compare (overall, with
+beyond-accuracy metrics and their definitions, and per user segment), activate, retrain and delete the
+selection; download any model's signed file in one click."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .dashboard import Dashboard
 from .format import human_size
 from .monitor import JobMonitor
 from .page import anchor
+from .segments import SegmentView, definitions_html, overall
 from .tables import DataTable
 from .training import download_link, model_card
 
@@ -85,16 +87,30 @@ class ModelsDashboard(Dashboard):
         self.comparison_table = DataTable(page_size=20, empty="Tick models and press Compare.", searchable=False,
                                           columns=COMPARISON_COLUMNS, best=COMPARISON_METRICS)
         self.charts = w.Box(layout=L(display="flex", flex_flow="row wrap"))
+        self.definitions = w.HTML()
+        self.segments = w.Dropdown(description="By segment", layout=L(width="330px"),
+                                   options=[("user activity (light, medium, heavy)", "activity"),
+                                            ("new users since a date", "new_since"), ("none", "")],
+                                   value="activity", style={"description_width": "80px"})
+        self.since = w.Text(description="since", placeholder="e.g. 2024-06-01", layout=L(width="200px", display="none"),
+                            style={"description_width": "40px"})
+        self.segments.observe(lambda change: setattr(self.since.layout, "display",
+                                                     "" if change["new"] == "new_since" else "none"), "value")
+        self.segment_view = SegmentView()
         self.comparison: pd.DataFrame | None = None
         self.frame = pd.DataFrame()
         self.body.children = [
             self.table,
-            w.HBox([self.selection_label, self.compare_button, self.activate_button, self.retrain_button,
-                    self.delete_button, self.refresh_button], layout=L(align_items="center", flex_flow="row wrap")),
+            w.HBox([self.selection_label, self.compare_button, self.segments, self.since, self.activate_button,
+                    self.retrain_button, self.delete_button, self.refresh_button],
+                   layout=L(align_items="center", flex_flow="row wrap")),
             self.confirm_box, self.message, self.monitor, self.retrained,
-            section("Comparison", self.comparison_table, self.charts,
+            section("Comparison", self.comparison_table, self.charts, self.definitions,
                     note="Each configuration is re-fit on the training part of one shared split and scored on "
                          "the held-out part, so the numbers are comparable. The best is in green."),
+            section("Comparison by user segment", self.segment_view,
+                    note="The same scores for each group of users (chosen next to Compare): a model that wins on "
+                         "average can lose on light or new users."),
         ]
         self.open_page()
 
@@ -107,6 +123,8 @@ class ModelsDashboard(Dashboard):
     def on_project_change(self) -> None:
         self.comparison_table.set_frame(pd.DataFrame())
         self.charts.children = []
+        self.definitions.value = self.since.value = ""
+        self.segment_view.clear()
         self.table.select()
         self.refresh()
 
@@ -121,6 +139,7 @@ class ModelsDashboard(Dashboard):
         frame = self.ws.models(project)
         datasets = self.ws.training_data_sets(project)
         self.frame = frame
+        self._suggest_since(datasets)
         self.table.best = [column for column in metric_columns(frame) if higher_is_better(column)]
         self.table.set_frame(self.view(frame, dict(zip(datasets["id"].astype(int), datasets["name"]))))
         if self.wanted_model is not None:
@@ -149,6 +168,15 @@ class ModelsDashboard(Dashboard):
         view["top-N"] = [anchor(self.link("recommendations", int(i)), "try") if ok else ""
                        for i, ok in zip(frame["id"], ready)]
         return view
+
+    def _suggest_since(self, datasets: pd.DataFrame) -> None:
+        """For "new users since": the middle of the latest data's time span, when it has times."""
+        timed = datasets.dropna(subset=["time_min", "time_max"]) if len(datasets) and "time_max" in datasets else []
+        if not len(timed) or self.since.value:
+            return
+        first, last = pd.Timestamp(timed["time_min"].iloc[-1]), pd.Timestamp(timed["time_max"].iloc[-1])
+        self.since.value = f"{first + (last - first) / 2:%Y-%m-%d}"
+        self.since.tooltip = f"the data's interactions run from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
 
     def _selection_changed(self) -> None:
         ids = self.table.selected
@@ -238,14 +266,21 @@ class ModelsDashboard(Dashboard):
         if not_ready:
             raise ValidationError(f"Model #{not_ready[0]} is not trained successfully; it cannot be compared.")
 
+        by = self.segments.value or None
+        since = self.since.value.strip() if by == "new_since" else None
+        if since == "":
+            raise ValidationError("Type a date next to “since” (like 2024-06-01) to compare new users with the rest.")
+
         def done(frame: pd.DataFrame) -> None:
+            self.segment_view.show(frame, f"ndcg@{max(CUTOFFS)}")
+            frame = overall(frame)
             self.show_comparison(frame)
             self.refresh()
             self.table.show_columns(*(f"{m}@{c}" for m in ("ndcg", "recall") for c in CUTOFFS))
             self.message.success(f"Compared {len(ids)} model{'s' if len(ids) > 1 else ''} on one shared split: "
                                  f"the best is #{int(frame['model_id'].iloc[0])} {frame['algorithm'].iloc[0]}.")
 
-        self.run_background(lambda: self.ws.compare(ids, cutoffs=CUTOFFS), done, self.message, [self.compare_button],
+        self.run_background(lambda: self.ws.compare(ids, cutoffs=CUTOFFS, by=by, since=since), done, self.message, [self.compare_button],
                             f"Comparing {len(ids)} models on one shared split (re-fitting each)…", background)
 
     def show_comparison(self, frame: pd.DataFrame) -> None:
@@ -257,3 +292,4 @@ class ModelsDashboard(Dashboard):
         cutoff = max(CUTOFFS)
         self.charts.children = [bar_chart(column, labels, frame[column].tolist(), best=higher_is_better(column))
                                 for column in metric_columns(frame) if column.endswith(f"@{cutoff}")]
+        self.definitions.value = definitions_html(frame.columns)

@@ -1,4 +1,5 @@
-"""Recommendations: what a model recommends to a known user, a random user, or a new user's profile.
+"""Recommendations: what a model recommends to a known user, a random user, or a new user's profile,
+each item with the user's items it comes from; and the items a model finds similar to a chosen one.
 
 The chosen model is loaded (read, verified, unpickled) in the background as soon as the page opens
 or the choice changes, so a click answers with the model already in memory.
@@ -12,24 +13,16 @@ from concurrent.futures import Future
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import pandas as pd
 
 from ..errors import NotFoundError, ValidationError
 from ..recommend import sample_recommendation, with_metadata
 from .controls import section, set_options
 from .dashboard import Dashboard
-from .format import html_table, shown_of
+from .format import html_table
+from .items import ItemFinder, item_names, recommendations_html, rows_frame, similar_html
 
-MAX_MATCHES = 50
 MAX_PROFILE_ROWS = 30
-
-
-def rows_frame(rows: list[dict], with_rank: bool = True) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    if with_rank and len(frame):
-        frame.insert(0, "rank", range(1, len(frame) + 1))
-    return frame
 
 
 class ModelLoader:
@@ -76,7 +69,7 @@ class ModelLoader:
 class RecommendationsDashboard(Dashboard):
     name = "recommendations"
     title = "Recommendations"
-    subtitle = "Top-N items from a trained model, with item metadata."
+    subtitle = "Top-N items from a trained model, with item metadata and why each is recommended."
 
     def __init__(self, ws: Any = None, project: Any = None, model: Any = None) -> None:
         super().__init__(ws, project, model)
@@ -94,14 +87,12 @@ class RecommendationsDashboard(Dashboard):
         self.message = self.outcome()
         self.on_click(self.recommend_button, self.recommend_user, self.message)
         self.on_click(self.random_button, self.random_user, self.message)
-        half = L(flex="1 1 0", min_width="0", margin="0 12px 0 0")
-        self.profile_html = w.HTML(layout=half)
-        self.recs_html = w.HTML(layout=L(flex="1 1 0", min_width="0"))
+        narrower = L(flex="2 1 0", min_width="0", margin="0 12px 0 0")  # the top-N, with its reasons, gets 3/5
+        self.profile_html = w.HTML(layout=narrower)
+        self.recs_html = w.HTML(layout=L(flex="3 1 0", min_width="0"))
         # new-user profile builder
-        self.search = w.Text(description="Search", placeholder="title, genre or item id", layout=L(width="360px"),
-                             style={"description_width": "60px"})
-        self.matches = w.Select(options=[], rows=8, layout=L(width="360px"))
-        self.matches_label = w.HTML()
+        self.finder = ItemFinder(self.item_catalog)
+        self.search, self.matches, self.matches_label = self.finder.search, self.finder.matches, self.finder.label
         self.add_button = w.Button(description="Add →", layout=L(width="90px"))
         self.remove_button = w.Button(description="← Remove", layout=L(width="90px"))
         self.clear_button = w.Button(description="Clear", layout=L(width="90px"))
@@ -110,7 +101,17 @@ class RecommendationsDashboard(Dashboard):
                                        layout=L(width="240px"))
         self.new_message = self.outcome()
         self.new_recs_html = w.HTML()
-        self.search.observe(self.guard(lambda _: self.find_items()), "value")
+        self.search.observe(self.guard(lambda _: self.finder.find()), "value")
+        # similar items
+        self.similar_finder = ItemFinder(self.item_catalog, rows=6)
+        self.similar_finder.add_class("wb-similar-finder")
+        self.similar_finder.search.observe(self.guard(lambda _: self.similar_finder.find()), "value")
+        self.similar_button = w.Button(description="Similar items", icon="clone", button_style="primary",
+                                       tooltip="the items the model finds most like the chosen one")
+        self.similar_state = w.HTML()
+        self.similar_message = self.outcome()
+        self.similar_html = w.HTML()
+        self.on_click(self.similar_button, self.show_similar, self.similar_message)
         self.on_click(self.add_button, self.add_item, self.new_message)
         self.on_click(self.remove_button, self.remove_item, self.new_message)
         self.on_click(self.clear_button, self.clear_profile, self.new_message)
@@ -119,6 +120,7 @@ class RecommendationsDashboard(Dashboard):
         self.profile_items: list[Any] = []
         self.result: dict | None = None
         self.profile_result: list[dict] | None = None
+        self.similar_result: list[dict] | None = None
         self._metadata: tuple[int | None, pd.DataFrame | None, str | None] = (None, None, None)
         self.body.children = [
             w.HBox([self.model, self.cutoff, self.model_state], layout=L(align_items="center")),
@@ -130,6 +132,10 @@ class RecommendationsDashboard(Dashboard):
                 w.VBox([w.HTML("<b>Profile</b>"), self.picked]),
             ]), self.profile_button, self.new_message, self.new_recs_html,
                 note="Search items, add them to a profile, and see what the model recommends to such a user."),
+            section("Similar items", w.HBox([self.similar_finder, w.VBox([self.similar_button, self.similar_state],
+                                                                        layout=L(margin="0 0 0 12px", width="420px"))]),
+                    self.similar_message, self.similar_html,
+                    note="Search an item, pick it, and see the items this model finds most like it."),
         ]
         self.open_page()
 
@@ -167,7 +173,9 @@ class RecommendationsDashboard(Dashboard):
         if clear:
             self.clear_outcomes()
             self.result, self.profile_html.value, self.recs_html.value = None, "", ""
+            self.similar_result, self.similar_html.value = None, ""
         self.update_links()
+        self.similar_state.value = ""
         if self.model.value is not None:
             self.model_state.value = "<span class='wb-muted'>loading the model…</span>"
             self.loader.prepare(self.model.value).add_done_callback(self._model_loaded)
@@ -181,8 +189,11 @@ class RecommendationsDashboard(Dashboard):
                                   f"<span style='color:#b00'>{html.escape(str(error))}</span>")
         if error is not None:
             return
-        users = future.result().user_ids
+        loaded = future.result()
+        users = loaded.user_ids
         self.user_id.placeholder = f"e.g. {users[min(41, len(users) - 1)]}" if len(users) else ""
+        none = loaded.cannot_find_similar
+        self.similar_state.value = f"<div class='wb-banner-info'>{html.escape(none)}</div>" if none else ""
         if self.metadata()[0] is None:
             self.find_items()  # the item list comes from the model itself
 
@@ -208,9 +219,19 @@ class RecommendationsDashboard(Dashboard):
             raise ValidationError("Choose a trained model first (train one in the Training dashboard).")
         return self.loader.get(self.model.value)
 
+    def item_catalog(self) -> tuple[pd.DataFrame | None, str | None, list]:
+        """What the item finders search: the item metadata, else the loaded model's item ids."""
+        frame, column = self.metadata()
+        loaded = self.loader.loaded(self.model.value) if frame is None and self.model.value is not None else None
+        return frame, column, (loaded.item_ids.tolist() if loaded is not None else [])
+
     def enrich(self, rows: list[dict]) -> list[dict]:
         frame, column = self.metadata()
         return with_metadata(rows, frame, column) if frame is not None else rows
+
+    def names(self) -> dict[str, str]:
+        """Item id (as text) -> title, for the explanations."""
+        return item_names(*self.metadata())
 
     def wait(self, timeout: float = 120.0) -> None:
         self._threads += self.loader.threads
@@ -227,14 +248,15 @@ class RecommendationsDashboard(Dashboard):
         def work() -> dict:
             model = self.recommender()
             try:
-                profile, recommendations = model.profile(user), model.recommend(user, cutoff=cutoff)
+                profile = model.profile(user)
+                recommendations = model.recommend(user, cutoff=cutoff, explain=model.cannot_explain is None)
             except (NotFoundError, ValidationError):
                 example = str(model.user_ids[0]) if len(model.user_ids) else ""
                 raise ValidationError(f"User {user!r} is not in the training data of model #{model.model.id} (its user "
                                       f"ids look like {example!r}): press Random user, or build a profile under "
                                       "“A new user” below.") from None
             return {"user_id": user, "user_profile": [{"item_id": i} for i in profile],
-                    "recommendations": list(recommendations)}
+                    "recommendations": list(recommendations), "unexplained": model.cannot_explain}
 
         self._show_when_done(work, background)
 
@@ -242,8 +264,14 @@ class RecommendationsDashboard(Dashboard):
         cutoff = int(self.cutoff.value)
         if self.model.value is None:
             raise ValidationError("Choose a trained model first (train one in the Training dashboard).")
-        self._show_when_done(lambda: sample_recommendation(self.ws, self.recommender(), metadata=None, cutoff=cutoff),
-                             background)
+
+        def work() -> dict:
+            model = self.recommender()
+            explain = model.cannot_explain is None
+            return {**sample_recommendation(self.ws, model, metadata=None, cutoff=cutoff, explain=explain),
+                    "unexplained": model.cannot_explain}
+
+        self._show_when_done(work, background)
 
     def _show_when_done(self, work, background: bool) -> None:
         self.recs_html.value = self.profile_html.value = ""
@@ -259,38 +287,15 @@ class RecommendationsDashboard(Dashboard):
                                    f"<span class='wb-muted'>({len(profile):,} items in training)</span>"
                                    + html_table(rows_frame(profile, with_rank=False), max_rows=MAX_PROFILE_ROWS,
                                                 noun="items"))
-        self.recs_html.value = (f"<b>Top {len(recs)} recommendations</b>" + html_table(rows_frame(recs), best=["score"])
+        self.recs_html.value = (recommendations_html(f"Top {len(recs)} recommendations", recs, self.names(),
+                                                     result.get("unexplained"))
                                 if recs else "<span class='wb-muted'>No recommendation (the user has seen every item).</span>")
 
     # --- new users
 
     def find_items(self) -> None:
-        query = self.search.value.strip().lower()
-        frame, column = self.metadata()
-        matches: list[tuple[str, Any]] = []
-        total = 0
-        if frame is not None:
-            text_columns = [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype).startswith("str")]
-            found = frame
-            if query:
-                hit = np.zeros(len(frame), dtype=bool)
-                for c in text_columns:
-                    hit |= frame[c].astype(str).str.lower().str.contains(query, regex=False).to_numpy()
-                found = frame[hit]
-            total = len(found)
-            label_column = next((c for c in ("title", "name") if c in frame.columns), None)
-            found = found.head(MAX_MATCHES)
-            labels = found[label_column].astype(str) if label_column else found[column].astype(str)
-            matches = [(f"{label} ({item})" if label_column else label, item)
-                       for item, label in zip(found[column].tolist(), labels)]
-        elif self.model.value is not None:
-            loaded = self.loader.loaded(self.model.value)
-            items = loaded.item_ids.tolist() if loaded is not None else []
-            found = [i for i in items if query in str(i).lower()] if query else items
-            total = len(found)
-            matches = [(str(i), i) for i in found[:MAX_MATCHES]]
-        self.matches.options = matches
-        self.matches_label.value = f"<span class='wb-muted'>{shown_of(len(matches), total, 'matches')}</span>"
+        self.finder.find()
+        self.similar_finder.find()
 
     def add_item(self, item_id: Any = None) -> None:
         item = self.matches.value if item_id is None else item_id
@@ -323,14 +328,40 @@ class RecommendationsDashboard(Dashboard):
             raise ValidationError("Add at least one item to the profile first.")
         items, cutoff = list(self.profile_items), int(self.cutoff.value)
 
-        def done(recs: Any) -> None:
+        def work() -> tuple[Any, str | None]:
+            model = self.recommender()
+            return (model.recommend_for_profile(items, cutoff=cutoff, explain=model.cannot_explain is None),
+                    model.cannot_explain)
+
+        def done(answer: tuple[Any, str | None]) -> None:
+            recs, unexplained = answer
             rows = self.enrich(list(recs))
             self.profile_result = rows
             note = (f"<div class='wb-muted'>Left out, unknown to the model: "
                     f"{html.escape(', '.join(map(str, recs.unknown_items)))}</div>" if recs.unknown_items else "")
-            self.new_recs_html.value = (f"<b>Top {len(rows)} for a new user with {len(items)} items</b>" + note
-                                        + html_table(rows_frame(rows), best=["score"]))
+            self.new_recs_html.value = note + recommendations_html(
+                f"Top {len(rows)} for a new user with {len(items)} items", rows, self.names(), unexplained)
 
         self.new_recs_html.value = ""
-        self.run_background(lambda: self.recommender().recommend_for_profile(items, cutoff=cutoff), done,
-                            self.new_message, [self.profile_button], background=background)
+        self.run_background(work, done, self.new_message, [self.profile_button], background=background)
+
+    # --- similar items
+
+    def show_similar(self, item_id: Any = None, background: bool = True) -> None:
+        """The chosen item's most similar items in the model (Top N of them), with item metadata."""
+        item = self.similar_finder.matches.value if item_id is None else item_id
+        if item is None:
+            raise ValidationError("Search an item and pick it in the list first.")
+        cutoff = int(self.cutoff.value)
+
+        def work() -> tuple[int, list[dict]]:
+            model = self.recommender()
+            return model.model.id, list(model.similar_items(item, cutoff=cutoff))
+
+        def done(answer: tuple[int, list[dict]]) -> None:
+            model_id, rows = answer
+            self.similar_result = self.enrich(rows)
+            self.similar_html.value = similar_html(item, self.similar_result, self.names(), model_id)
+
+        self.similar_html.value = ""
+        self.run_background(work, done, self.similar_message, [self.similar_button], background=background)

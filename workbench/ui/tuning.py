@@ -1,4 +1,5 @@
-"""Tuning: search algorithms and parameters on a held-out split, live, and train the best."""
+"""Tuning: search algorithms and parameters on a held-out split, live, and train the best; then what
+mattered (each algorithm's best score against its trials, the parameters' importances)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from .charts import BestSoFarChart
 from .controls import CheckboxGroup, section, set_options
 from .dashboard import Dashboard
 from .format import is_missing
-from .monitor import JobMonitor
+from .importance import TuningInsightView
+from .monitor import FINISHED, JobMonitor
 from .page import anchor
 from .tables import DataTable
 from .training import data_label
@@ -93,6 +95,9 @@ class TuningDashboard(Dashboard):
         self.outcome_card = w.HTML()
         self.history = DataTable(page_size=5, empty="No tuning job in this project yet.", html_columns={"model"},
                                  best=["best_score"])
+        self.insight = TuningInsightView()
+        self.insight_message = self.outcome()
+        self._insights: dict[int, Any] = {}  # tuning job id -> its insight, for jobs that have ended
         self.tuning_job: Any = None
         self.n_trials_seen = 0
         self.body.children = [
@@ -105,6 +110,9 @@ class TuningDashboard(Dashboard):
                     self.train_after, w.HBox([self.start_button]), self.message),
             self.monitor,
             w.HBox([self.chart.figure, w.VBox([self.outcome_card], layout=L(margin="30px 0 0 10px", flex="1 1 auto"))]),
+            section("What mattered", self.insight_message, self.insight,
+                    note="Each algorithm's best score against its number of trials, and which of its parameters "
+                         "changed the score most (Optuna's fANOVA importance over its completed trials)."),
             section("Trials", self.trials_table),
             section("Earlier tuning jobs", self.history),
         ]
@@ -134,6 +142,7 @@ class TuningDashboard(Dashboard):
             else:
                 self.tuning_job = None
                 self.outcome_card.value = ""
+                self.insight.say("No tuning job in this project yet.")
                 self.chart.show([])
                 self.trials_table.set_frame(trials_view(pd.DataFrame()))
 
@@ -162,6 +171,7 @@ class TuningDashboard(Dashboard):
         self.tuning_job = job
         self.n_trials_seen = -1
         self.outcome_card.value = ""
+        self.insight.say("Shown when the job has finished.")
         self.chart.show([])
         self.trials_table.set_frame(trials_view(pd.DataFrame()))
         self.start_button.disabled = True
@@ -207,6 +217,7 @@ class TuningDashboard(Dashboard):
         self.tuning_job = job
         self.n_trials_seen = -1
         self._tick()
+        self.show_insight(job)
         if job.status != "SUCCESS" or job.best_score is None:
             self.outcome_card.value = (f"<div class='wb-card'>Tuning job #{job.id}: {html.escape(str(job.status))}"
                                        + (f"<br>{html.escape(job.error)}" if job.error else "") + "</div>")
@@ -220,3 +231,21 @@ class TuningDashboard(Dashboard):
                          f" · {anchor(self.link('recommendations', job.model_id), 'Recommendations')}")
         self.outcome_card.value = "<div class='wb-card'>" + "<br>".join(lines) + "</div>"
         return job
+
+    def show_insight(self, job: Any, background: bool = True) -> None:
+        """What mattered in a tuning job, worked out in the background (it reads the job's split)."""
+        if job.trials is None or job.trials.empty:
+            self.insight.say(f"Tuning job #{job.id} has no finished trial ({job.status}).")
+            return
+        if job.id in self._insights:  # a job that has ended: its insight does not change
+            self.insight.show(self._insights[job.id])
+            return
+        self.insight.say(f"Working out what mattered in tuning job #{job.id}…")
+
+        def done(insight: Any) -> None:
+            if job.status in FINISHED:
+                self._insights[job.id] = insight
+            if self.tuning_job is not None and self.tuning_job.id == insight.tuning_job_id:  # still the job shown
+                self.insight.show(insight)
+
+        self.run_background(lambda: self.ws.tuning_insight(job.id), done, self.insight_message, background=background)
