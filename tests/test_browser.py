@@ -62,6 +62,13 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1280, "height": 900}}
 
 
+@pytest.fixture
+def context(context):
+    """Waits without an explicit timeout allow 90 s (Playwright's 30 s is short for a loaded machine)."""
+    context.set_default_timeout(90_000)
+    return context
+
+
 def open_dashboard(page, server, name: str, timeout: float = 60_000):
     page.goto(server.page(name))
     page.locator(".wb-title").first.wait_for(timeout=timeout)

@@ -43,10 +43,6 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     def _default_cull_interval(self) -> int:
         return 30
 
-    @default("transport_encryption")
-    def _default_transport_encryption(self) -> str:
-        return "auto"  # CurveZMQ between server and kernels where the kernel spec supports it (ipykernel does)
-
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._connected_once: set[str] = set()

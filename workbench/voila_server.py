@@ -231,6 +231,10 @@ def main(argv: list[str] | None = None) -> None:
         preheat_kernel=True, default_pool_size=1, allow_template_override="NO", allow_theme_override="NO",
         multi_kernel_manager_class=DashboardKernelManager,
     )
+    # Kernels talk to the server over Unix sockets in the server's private runtime folder: no TCP port is
+    # picked and released for each kernel (another process can take it before the kernel binds it:
+    # "ZMQError: Address already in use"), and no other local user can reach a kernel.
+    config.KernelManager.transport = "ipc"
     # Front-end extension files are named by content hash: a returning browser takes them from its cache
     # instead of revalidating each with the (busy) server on every page load.
     config.Voila.tornado_settings = {"static_immutable_cache": ["/voila/labextensions/"], "log_function": log_request}
