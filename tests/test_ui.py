@@ -487,6 +487,16 @@ def test_models_are_selected_in_the_table_and_the_actions_act_on_the_selection(l
     assert fresh.metrics.get("ndcg@20") is not None  # scored at training time
     assert new.id in set(app.frame["id"]) and "Model #" in app.retrained.value and app.message.kind == "success"
 
+    # "Retrain active": the retraining gate (workbench.retrain) on the latest data, its report on the page
+    before = set(ws.models("demo")["id"])
+    app.gated_button.click()
+    app.wait(300)
+    added = set(ws.models("demo")["id"]) - before
+    assert added and any(f"model {i}" in app.retrained.value for i in added), app.retrained.value
+    assert "held out" in app.retrained.value and app.message.kind in ("success", "info")
+    activated = int(ws.project("demo").active_model_id) != other
+    assert activated == (app.message.kind == "success") and activated == ("activated model" in app.message.message)
+
 
 def test_a_model_downloads_in_one_click_from_the_server_with_no_copy_left(lifecycle_ws):
     ws = lifecycle_ws

@@ -80,6 +80,21 @@ class RetrainOutcome:
             verb = "registered (no active model)"
         return f"{self.project}: {verb} model {self.new_model.id} ({self.mode}; {scores})"
 
+    def gate_lines(self) -> list[str]:
+        """The gate in plain lines: the window held out, both scores and their difference with intervals."""
+        if "cut" in self.gate:
+            lines = [f"held out: {self.gate['window']}, from {self.gate['cut']}: "
+                     f"{self.gate['held_out_interactions']:,} interactions of {self.gate['window_users']:,} users; "
+                     f"{self.gate['scored_users']:,} users scored (active before and after the cut)"
+                     + (f", {self.gate['new_users_not_scored']:,} new users not scored (no earlier profile)"
+                        if self.gate["new_users_not_scored"] else "")]
+        else:
+            lines = [f"held out: {self.gate.get('window', 'a random split')}"]
+        for role, label in (("old", "active model, as it is"), ("new", "new model"), ("difference", "new - active")):
+            if role in self.intervals:
+                lines.append(f"{label}: {self.metric} {self.intervals[role]} (95% interval over users)")
+        return lines
+
     def decision_view(self):
         """The gate and the decision, as Markdown for a notebook."""
         from IPython.display import Markdown
@@ -87,17 +102,7 @@ class RetrainOutcome:
         active = f"model {self.active_model_id}" if self.active_model_id is not None else "none"
         lines = [f"### {'Activated' if self.activated else 'Not activated'}: model {self.new_model.id}",
                  f"**Why:** {self.reason}", ""]
-        if "cut" in self.gate:
-            lines.append(f"- held out: {self.gate['window']}, from {self.gate['cut']}: "
-                         f"{self.gate['held_out_interactions']:,} interactions of {self.gate['window_users']:,} users; "
-                         f"{self.gate['scored_users']:,} users scored (active before and after the cut)"
-                         + (f", {self.gate['new_users_not_scored']:,} new users not scored (no earlier profile)"
-                            if self.gate["new_users_not_scored"] else ""))
-        else:
-            lines.append(f"- held out: {self.gate.get('window', 'a random split')}")
-        for role, label in (("old", "active model, as it is"), ("new", "new model"), ("difference", "new - active")):
-            if role in self.intervals:
-                lines.append(f"- {label}: {self.metric} {self.intervals[role]} (95% interval over users)")
+        lines += [f"- {line}" for line in self.gate_lines()]
         lines += [
             f"- mode: `{self.mode}`" + (f" (asked: `{self.requested_mode}`)" if self.mode != self.requested_mode else ""),
             f"- policy: `activate={self.policy!r}`, tolerance {self.tolerance:g} on `{self.metric}`",
@@ -115,7 +120,7 @@ class RetrainOutcome:
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.activated else "#9a6700"
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*self.gate_lines(), *self.notes])
         return (
             f"<b>Retrain of {html.escape(self.project)}</b>: "
             f"<span style='color:{colour};font-weight:bold'>{html.escape(self.decision)}</span> "

@@ -12,6 +12,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import ValidationError
+from ..retrain import retrain
 from .charts import bar_chart
 from .controls import section
 from .dashboard import Dashboard
@@ -65,8 +66,12 @@ class ModelsDashboard(Dashboard):
         self.compare_button = w.Button(description="Compare", icon="bar-chart", button_style="primary",
                                        tooltip="score the ticked models on one shared held-out split")
         self.activate_button = w.Button(description="Activate", icon="check", tooltip="make it the project's active model")
-        self.retrain_button = w.Button(description="Retrain", icon="repeat",
-                                       tooltip="train the same configuration on the project's latest data")
+        self.retrain_button = w.Button(description="Train again", icon="repeat",
+                                       tooltip="train the ticked model's configuration on the project's latest data "
+                                               "(a new model, not activated)")
+        self.gated_button = w.Button(description="Retrain active", icon="shield",
+                                     tooltip="retrain the active model's configuration and activate the result only if "
+                                             "it beats the active model on the newest interactions (the retraining gate)")
         self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
         self.confirm_text = w.HTML()
         self.confirm_button = w.Button(description="Yes, delete", button_style="danger", icon="trash")
@@ -78,6 +83,7 @@ class ModelsDashboard(Dashboard):
         self.message = self.outcome()
         for button, action in ((self.refresh_button, self.refresh), (self.compare_button, self.compare),
                                (self.activate_button, self.activate), (self.retrain_button, self.retrain),
+                               (self.gated_button, self.retrain_active),
                                (self.delete_button, self.ask_delete), (self.confirm_button, self.confirm_delete),
                                (self.cancel_delete_button, self.cancel_delete)):
             self.on_click(button, action, self.message)
@@ -102,7 +108,7 @@ class ModelsDashboard(Dashboard):
         self.body.children = [
             self.table,
             w.HBox([self.selection_label, self.compare_button, self.segments, self.since, self.activate_button,
-                    self.retrain_button, self.delete_button, self.refresh_button],
+                    self.retrain_button, self.gated_button, self.delete_button, self.refresh_button],
                    layout=L(align_items="center", flex_flow="row wrap")),
             self.confirm_box, self.message, self.monitor, self.retrained,
             section("Comparison", self.comparison_table, self.charts, self.definitions,
@@ -258,6 +264,24 @@ class ModelsDashboard(Dashboard):
 
         self.monitor.watch(new.job, on_finish=finished)
         return new
+
+    def retrain_active(self, background: bool = True) -> None:
+        """`workbench.retrain.retrain` of the project on its latest data: the active model as it is against its
+        configuration re-fit before the newest interactions; the report shows here."""
+        project = self.project
+        if project is None or project.active_model_id is None:
+            raise ValidationError("Activate a model first: the gate compares a retrained model with the active one.")
+        self.retrained.value = ""
+
+        def done(outcome: Any) -> None:
+            self.refresh()
+            self.retrained.value = outcome._repr_html_()
+            (self.message.success if outcome.activated else self.message.info)(outcome.headline() + ".")
+
+        self.run_background(lambda: retrain(self.ws, project.id), done, outcome=self.message,
+                            buttons=[self.gated_button], background=background,
+                            message=f"Retraining model #{project.active_model_id}'s configuration on the latest data "
+                                    "and scoring both on the newest interactions…")
 
     def compare(self, background: bool = True) -> None:
         ids = self.selected()
