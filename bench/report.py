@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/REPORT.md with PNG plots: each target beside its figure.
 
-    .venv/bin/python bench/report.py                  # the whole suite (`make bench`), about 30 min
+    .venv/bin/python bench/report.py                  # the whole suite (`make bench`), an hour or more
     .venv/bin/python bench/report.py --smoke --out D  # tiny sizes, one run each: checks that it all runs
     .venv/bin/python bench/report.py --only import,scale --out D
     .venv/bin/python bench/report.py --render D       # re-render D/REPORT.md from D/results/*.json
