@@ -24,7 +24,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from . import data, jobs, search
-from .algorithms import DEFAULT_PORTFOLIO, get_algorithm, machine
+from .algorithms import DEFAULT_PORTFOLIO, get_algorithm
 from .errors import SnapshotMismatchError, ValidationError, WorkbenchError
 
 # METRICS: the metrics a search can target (ui.tuning and retrain read them here)
@@ -177,8 +177,7 @@ def _options(options: dict | None) -> dict:
 
 
 def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, worker: int,
-            storage: str | None, started: float, max_study_trials: int | None = None,
-            speed_cache: Path | None = None) -> search.SearchResult:
+            storage: str | None, started: float, max_study_trials: int | None = None) -> search.SearchResult:
     """Run this process's share of the trials; the overall timeout counts from `started`."""
     timeout = record["timeout_overall"]
     if timeout:
@@ -198,7 +197,7 @@ def _search(record: dict, split: Split, reporter: jobs.Reporter, n_trials: int, 
             warn=lambda message: reporter.log(message, "WARNING"),
             max_study_trials=max_study_trials, trial_attrs={"worker": worker},
             memory_limit=record["memory_limit"], search_weighting=record["search_weighting"],
-            max_model_bytes=DEFAULT_MAX_PAYLOAD_BYTES, speed=machine(speed_cache),
+            max_model_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
         )
     finally:
         reporter.interval = interval
@@ -225,7 +224,7 @@ def run_tuning_job(ws: WorkspaceBase, job: dict, reporter: jobs.Reporter) -> dic
     helpers = [_start_helper(ws, record["id"], shares[i], i, storage) for i in range(1, record["n_jobs"]) if shares[i]]
     try:
         try:
-            result = (_search(record, split, reporter, shares[0], 0, storage, started, cap, ws.data_dir)
+            result = (_search(record, split, reporter, shares[0], 0, storage, started, cap)
                       if shares[0] else None)
         finally:
             for helper in helpers:
@@ -395,7 +394,7 @@ def join_tuning_job(ws: WorkspaceBase, tuning_id: int, n_trials: int, worker: in
     split = split_for(ws, ws.training_data(record["training_data_id"]), record["split"], record["sample_users"])
     reporter = jobs.Reporter(ws.catalog, record["job_id"])
     try:
-        return _search(record, split, reporter, n_trials, worker, storage, time.monotonic(), speed_cache=ws.data_dir)
+        return _search(record, split, reporter, n_trials, worker, storage, time.monotonic())
     finally:
         reporter.flush()
 

@@ -14,14 +14,9 @@ its own finished trials compared with their estimates.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import statistics
-import tempfile
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -132,47 +127,14 @@ def describe_bytes(b: float) -> str:
 # ---- the machine ----------------------------------------------------------------------------------
 
 _MEASURED: Machine | None = None
-MACHINE_FILE = "machine-speed.json"
-MACHINE_FILE_MAX_AGE_S = 7 * 24 * 3600
 
 
-def machine(cache_dir: str | os.PathLike | None = None) -> Machine:
-    """This machine's speed: measured once per process (about 0.1 s), or read from
-    ``cache_dir/machine-speed.json`` when that file was written on this host within a week."""
+def machine() -> Machine:
+    """This machine's speed, measured once per process (0.1-0.2 s)."""
     global _MEASURED
-    if _MEASURED is not None:
-        return _MEASURED
-    path = Path(cache_dir) / MACHINE_FILE if cache_dir is not None else None
-    found = _read_machine(path) if path is not None else None
-    _MEASURED = found or measure_machine()
-    if path is not None and found is None:
-        _write_machine(path, _MEASURED)
+    if _MEASURED is None:
+        _MEASURED = measure_machine()
     return _MEASURED
-
-
-def _host() -> dict:
-    return {"host": socket.gethostname(), "cpus": os.cpu_count(), "threads": default_n_threads()}
-
-
-def _read_machine(path: Path) -> Machine | None:
-    try:
-        saved = json.loads(path.read_text())
-        if saved.get("machine_of") != _host() or time.time() - float(saved["measured_at"]) > MACHINE_FILE_MAX_AGE_S:
-            return None
-        return Machine(**saved["machine"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_machine(path: Path, measured: Machine) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".machine-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"machine_of": _host(), "measured_at": time.time(), "machine": asdict(measured)}, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # the cache is an optimisation only
 
 
 def measure_machine(repeat: int = 5) -> Machine:
