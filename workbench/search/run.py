@@ -248,7 +248,7 @@ def _open_study(storage: Any, study_name: str, seed: int | None, n_algorithms: i
             study_name=study_name,
             direction="maximize",
             sampler=sampler,
-            pruner=PerAlgorithmMedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            pruner=PerAlgorithmMedianPruner(),
             load_if_exists=True,
         )
 
