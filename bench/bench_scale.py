@@ -29,6 +29,10 @@ as a comma CSV; each step in a fresh process, seconds and peak RSS (VmHWM):
 - top-N: `load_model(...).recommend_many()` of every user's top 10, written to Parquet.
 Targets: peak RSS <= 12 GB at every step; growth exponent of each step's seconds and peak memory
 no worse than 1.15 from the smallest to the largest size.
+
+`--steps import,train,topn --merge F` measures only those steps (with what they need: tune and
+train need import, topn needs train) and keeps the other steps' figures from the earlier results F
+(each step's figures say which run they come from: `pipeline.runs`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ IALS = {"n_components": 64, "train_epochs": 4}
 STEPS = ("floor", "import", "pandas", "csr", "train", "learn")
 COLUMNS = dict(user_column="user_id", item_column="item_id", time_column="timestamp")
 PIPELINE = ("floor", "import", "tune", "train", "topn")
+NEEDS = {"tune": "import", "train": "import", "topn": "train"}  # what a pipeline step reads
 PIPELINE_IALS = {"n_components": 64, "train_epochs": 8}
 SAMPLE_USERS, TUNE_TRIALS, TOP_N = 50_000, 20, 10
 MEMORY_TARGET_MB, GROWTH_TARGET = 12_000, 1.15
@@ -178,6 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--rows", help="run the pipeline at 1M, 10M and this many rows (or a comma-separated list)")
+    parser.add_argument("--steps", default=",".join(PIPELINE[1:]), help="the pipeline steps to measure")
+    parser.add_argument("--merge", type=Path, help="keep the other steps' figures from this earlier pipeline JSON")
     parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--pipeline-child", choices=PIPELINE, help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
@@ -225,15 +232,33 @@ def pipeline_sizes(rows: str) -> list[int]:
     return sizes
 
 
+def pipeline_steps(steps: str) -> list[str]:
+    """The named steps in pipeline order, with the floor and every step they need."""
+    wanted = {s.strip() for s in steps.split(",") if s.strip()}
+    unknown = wanted - set(PIPELINE[1:])
+    if unknown or not wanted:
+        raise SystemExit(f"--steps: choose from {', '.join(PIPELINE[1:])} (got {steps!r})")
+    for step in list(wanted):
+        while step in NEEDS:
+            step = NEEDS[step]
+            wanted.add(step)
+    return [s for s in PIPELINE if s == "floor" or s in wanted]
+
+
 def run_pipeline(args: argparse.Namespace) -> dict:
     """The pipeline at each size, every step in a fresh process (in this one with --smoke)."""
+    import datetime as dt
+    import os
+
     args.work.mkdir(parents=True, exist_ok=True)
+    steps = pipeline_steps(args.steps)
+    this_run = {"steps": [s for s in steps if s != "floor"], "load_before": os.getloadavg()[0]}
     rows = []
     for n in pipeline_sizes(args.rows):
         csv = generate_log(args.work, n)
         with tempfile.TemporaryDirectory(dir=args.work, prefix="pipeline-") as home:
             row = {"rows": n}
-            for step in PIPELINE:
+            for step in steps:
                 if args.smoke:
                     measured = {"s": pipeline_child(step, csv, Path(home)), "peak_rss_mb": None}
                 else:
@@ -245,17 +270,42 @@ def run_pipeline(args: argparse.Namespace) -> dict:
             data = wb.open(Path(home)).latest_training_data("scale")
             row.update(users=data.n_users, items=data.n_items)
         rows.append(row)
-    steps = [s for s in PIPELINE if s != "floor"]
+    this_run.update(date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), load_after=os.getloadavg()[0])
+    runs = [this_run]
+    if args.merge is not None:
+        rows, runs = merge_pipeline(rows, runs, json.loads(args.merge.read_text())["pipeline"])
+    steps = [s for s in PIPELINE if s != "floor" and all(f"{s}_s" in r for r in rows)]
     growth = {step: slope([(r["rows"], r[f"{step}_s"]) for r in rows]) for step in steps}
     memory_growth = {step: slope([(r["rows"], r[f"{step}_rss_mb"] - r["floor_rss_mb"]) for r in rows])
                      for step in steps if rows[0][f"{step}_rss_mb"] is not None}
     results = {"pipeline": {"rows": rows, "growth": growth, "memory_growth": memory_growth, "ials": PIPELINE_IALS,
                             "sample_users": SAMPLE_USERS, "trials": TUNE_TRIALS, "top_n": TOP_N,
-                            "memory_target_mb": MEMORY_TARGET_MB, "growth_target": GROWTH_TARGET}}
+                            "memory_target_mb": MEMORY_TARGET_MB, "growth_target": GROWTH_TARGET, "runs": runs}}
     print(pipeline_table(results["pipeline"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results
+
+
+def merge_pipeline(rows: list[dict], runs: list[dict], earlier: dict) -> tuple[list[dict], list[dict]]:
+    """This run's rows completed with the steps it did not measure, from the same sizes of `earlier`."""
+    measured = set(runs[0]["steps"])
+    before = {r["rows"]: r for r in earlier["rows"]}
+    missing = [r["rows"] for r in rows if r["rows"] not in before]
+    if missing:
+        raise SystemExit(f"--merge: the earlier results have no row of {missing} rows")
+    merged = []
+    for row in rows:
+        old = before[row["rows"]]
+        kept = {k: v for k, v in old.items() if k.split("_")[0] in PIPELINE and k.split("_")[0] not in measured
+                and not k.startswith("floor")}
+        merged.append({**kept, **row})
+    kept_runs = []
+    for run in earlier.get("runs") or [{"steps": list(PIPELINE[1:]), "date": "an earlier run"}]:
+        steps = [s for s in run["steps"] if s not in measured]
+        if steps:
+            kept_runs.append({**run, "steps": steps})
+    return merged, runs + kept_runs
 
 
 def pipeline_table(res: dict) -> str:
@@ -264,15 +314,19 @@ def pipeline_table(res: dict) -> str:
     lines = ["| rows | users | items | " + " | ".join(f"{v} s (MB)" for v in names.values()) + " | floor MB |",
              "|---:|---:|---:|" + "---:|" * (len(names) + 1)]
     for r in res["rows"]:
-        cells = [f"{r[f'{s}_s']:,.1f} ({mb(r[f'{s}_rss_mb'])})" for s in names]
+        cells = [f"{r[f'{s}_s']:,.1f} ({mb(r[f'{s}_rss_mb'])})" if f"{s}_s" in r else "-" for s in names]
         lines.append(f"| {r['rows']:,} | {r['users']:,} | {r['items']:,} | " + " | ".join(cells)
                      + f" | {mb(r['floor_rss_mb'])} |")
-    peaks = [r[f"{s}_rss_mb"] for r in res["rows"] for s in names if r[f"{s}_rss_mb"] is not None]
+    peaks = [r[f"{s}_rss_mb"] for r in res["rows"] for s in names if r.get(f"{s}_rss_mb") is not None]
     growth = ", ".join(f"{names[k]} {v:.2f}" for k, v in res["growth"].items() if v is not None)
     memory = ", ".join(f"{names[k]} {v:.2f}" for k, v in res["memory_growth"].items() if v is not None)
     lines += ["", f"log-log slope of seconds (1.0 = linear): {growth}",
               f"log-log slope of peak memory above the floor: {memory or '-'}",
               f"largest peak: {mb(max(peaks)) if peaks else '-'} MB (target <= {res['memory_target_mb']:,} MB)"]
+    for run in res.get("runs", []):
+        load = (f", load average {run['load_before']:.1f} before and {run['load_after']:.1f} after"
+                if "load_after" in run else "")
+        lines.append(f"{', '.join(names[s] for s in run['steps'])}: the run finished {run['date']}{load}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python bench/report.py                  # the whole suite (`make bench`), an hour or more
     .venv/bin/python bench/report.py --smoke --out D  # tiny sizes, one run each: checks that it all runs
     .venv/bin/python bench/report.py --only import,scale --out D
+    .venv/bin/python bench/report.py --only pipeline --pipeline-steps import,train,topn  # keep tune's figures
     .venv/bin/python bench/report.py --render D       # re-render D/REPORT.md from D/results/*.json
 
 Each benchmark runs as its own process and leaves its results as JSON in <out>/results/; this
@@ -57,14 +58,17 @@ TARGETS = {
 
 # --- running ---------------------------------------------------------------------------------
 
-def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
+def run_benchmarks(names: list[str], smoke: bool, out: Path, pipeline_steps: str | None = None) -> None:
     results = out / "results"
     results.mkdir(parents=True, exist_ok=True)
     work = out / "work" if smoke else HERE / "work"
     (results / "meta.json").write_text(json.dumps({"smoke": smoke, "machine": machine()}))
     for name in names:
         script, full, small = {**BENCHMARKS, **ON_REQUEST}[name]
-        command = [sys.executable, str(HERE / script), *(small if smoke else full), "--json", str(results / f"{name}.json")]
+        arguments = [*(small if smoke else full)]
+        if name == "pipeline" and pipeline_steps:
+            arguments += ["--steps", pipeline_steps, "--merge", str(results / "pipeline.json")]
+        command = [sys.executable, str(HERE / script), *arguments, "--json", str(results / f"{name}.json")]
         if name in ("import", "scale", "pipeline"):
             command += ["--work", str(work)]
         load_before, started = os.getloadavg()[0], time.perf_counter()
@@ -72,7 +76,8 @@ def run_benchmarks(names: list[str], smoke: bool, out: Path) -> None:
         done = subprocess.run(command, cwd=HERE.parent)
         if done.returncode != 0:
             raise SystemExit(f"benchmark {name} failed with exit code {done.returncode}")
-        shown = [str(Path(a).relative_to(HERE.parent)) if a.startswith(str(HERE)) else a for a in command[1:-2]]
+        shown = [f"bench/{script}", *(str(Path(a).relative_to(HERE.parent)) if a.startswith(str(HERE)) else a
+                                       for a in arguments)]
         (results / f"{name}.run.json").write_text(json.dumps({
             "command": " ".join(["python", *shown]), "seconds": time.perf_counter() - started,
             "load_before": load_before, "load_after": os.getloadavg()[0],
@@ -574,7 +579,7 @@ def pipeline_section(report: Report, res: dict) -> None:
     import bench_scale
 
     p = res["pipeline"]
-    peaks = [r[f"{s}_rss_mb"] for r in p["rows"] for s in ("import", "tune", "train", "topn") if r[f"{s}_rss_mb"]]
+    peaks = [r[f"{s}_rss_mb"] for r in p["rows"] for s in ("import", "tune", "train", "topn") if r.get(f"{s}_rss_mb")]
     largest = p["rows"][-1]["rows"]
     verdicts = []
     if peaks:
@@ -587,8 +592,10 @@ def pipeline_section(report: Report, res: dict) -> None:
                      for a, b in zip(p["rows"], p["rows"][1:]) if a[f"{step}_s"] > 0 and b[f"{step}_s"] > 0]
         if stretches:
             low, high, slope = max(stretches, key=lambda stretch: stretch[2])
-            verdicts.append(f"- {step} seconds grow as rows^{slope:.2f} from {low:,} to {high:,} rows (the steepest "
-                            "stretch): " + report.target(
+            overall = p["growth"].get(step)
+            whole = f"rows^{overall:.2f} from {p['rows'][0]['rows']:,} to {largest:,} rows, " if overall else ""
+            verdicts.append(f"- {step} seconds grow as {whole}rows^{slope:.2f} from {low:,} to {high:,} rows (the "
+                            "steepest stretch, judged): " + report.target(
                                 f"pipeline {step}: growth exponent of seconds <= {p['growth_target']} (steepest stretch)",
                                 f"{slope:.2f}", "1.00 (linear)", slope <= p["growth_target"]))
     body = ["A user's whole path on one machine: a synthetic log (rows/100 users, rows/500 items, string ids, "
@@ -641,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="where REPORT.md, plots/ and results/ go")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join([*BENCHMARKS, *ON_REQUEST])}")
     parser.add_argument("--render", type=Path, help="only re-render this folder's REPORT.md from its results/")
+    parser.add_argument("--pipeline-steps", help="measure only these pipeline steps; keep the others' earlier figures")
     args = parser.parse_args(argv)
     if args.render:
         print(render(args.render))
@@ -649,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     if "dashboards" in names and not Path(CHROMIUM).exists():
         print(f"skipping dashboards: {CHROMIUM} is absent (apt-get install chromium)", file=sys.stderr)
         names.remove("dashboards")
-    run_benchmarks(names, args.smoke, args.out)
+    run_benchmarks(names, args.smoke, args.out, args.pipeline_steps)
     print(render(args.out))
     return 0
 
