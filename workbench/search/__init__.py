@@ -25,8 +25,8 @@ Speed:
   a trial is scored on a fixed sample of the validation users (``TRIAL_EVAL_MAX_CELLS``);
 * iterative algorithms (IALS) validate after every epoch, keep their best epoch (early stopping,
   patience ``PATIENCE``), and are pruned by :class:`PerAlgorithmMedianPruner`, which compares a
-  trial only with earlier trials *of the same algorithm*; the best epoch count becomes the final
-  ``train_epochs``;
+  trial only with earlier trials *of the same algorithm*, and not before the sixth epoch (slow
+  starters often end best); the best epoch count becomes the final ``train_epochs``;
 * a configuration already evaluated in the study is not trained again (its score is reused);
 * before each trial its seconds and peak memory are estimated from the data's shape and this
   machine's measured speed; a trial that does not fit the time left, the memory limit or the
