@@ -685,3 +685,16 @@ def test_lastfm_play_counts_and_movielens_ratings_as_weights(tmp_path):
     assert (R >= 4).nnz == (table.rating >= 4).sum()  # "rating >= 4 counts as positive"
     first = table.iloc[0]
     assert R[np.searchsorted(users, first["user"]), np.searchsorted(items, first["item"])] == first["rating"]
+
+
+@pytest.mark.parametrize("chosen, expected", [(None, "system"), ("mimalloc", "mimalloc")])
+def test_arrow_allocates_through_the_system_allocator_unless_the_user_chose_a_pool(chosen, expected):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    code = "import workbench.data, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -4,9 +4,10 @@ DuckDB reads every file, except that a plain CSV/TSV file in a simple dialect is
 faster CSV reader (see workbench.data.delimited). The modules, in the order an import uses them:
 sources (what a source is, and opening it), readers and delimited (each kind of source), normalise
 (ids and times), encode (ids to codes, rows sorted), snapshots (the files, and reading them back),
-importing (the two pipelines).
+importing (the two pipelines). Arrow allocates through the system allocator here (see allocator).
 """
 
+from .allocator import use_system_allocator
 from .importing import build_interaction_snapshot, build_metadata_snapshot
 from .sandbox import DATA_DIRS_VARIABLE, SqlSandbox
 from .snapshots import (
@@ -25,3 +26,5 @@ __all__ = [
     "build_interaction_snapshot", "build_metadata_snapshot", "interaction_matrix", "is_sql_query",
     "read_interactions", "read_metadata", "snapshot_info", "WEIGHTINGS",
 ]
+
+use_system_allocator()
