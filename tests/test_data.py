@@ -687,19 +687,33 @@ def test_lastfm_play_counts_and_movielens_ratings_as_weights(tmp_path):
     assert R[np.searchsorted(users, first["user"]), np.searchsorted(items, first["item"])] == first["rating"]
 
 
-@pytest.mark.parametrize("chosen, expected", [(None, "system"), ("mimalloc", "mimalloc")])
-def test_arrow_allocates_through_the_system_allocator_unless_the_user_chose_a_pool(chosen, expected):
-    import subprocess
-    import sys
+def test_imports_allocate_through_the_system_allocator_and_leave_the_default_pool_as_it_was(tmp_path, monkeypatch):
+    from workbench.data import allocator
 
-    if chosen == "mimalloc":
-        try:
-            pa.mimalloc_memory_pool()
-        except NotImplementedError:
-            pytest.skip("this pyarrow has no mimalloc")
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    if chosen:
-        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
-    code = "import workbench.data, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == expected
+    monkeypatch.delenv(allocator.POOL_VARIABLE, raising=False)
+    before = pa.default_memory_pool().backend_name
+    seen = []
+    real_enter = engine.Session.__enter__
+
+    def watching_enter(self):
+        seen.append(pa.default_memory_pool().backend_name)
+        return real_enter(self)
+
+    monkeypatch.setattr(engine.Session, "__enter__", watching_enter)
+    csv = tmp_path / "log.csv"
+    csv.write_text("user,item\nu1,i1\nu2,i2\n")
+    data.build_interaction_snapshot(csv, tmp_path / "snap", user_column="user", item_column="item")
+    assert seen == ["system"]
+    assert pa.default_memory_pool().backend_name == before
+    with allocator.system_allocator(), allocator.system_allocator():  # nested (or concurrent) imports
+        assert pa.default_memory_pool().backend_name == "system"
+    assert pa.default_memory_pool().backend_name == before
+
+
+def test_a_pool_the_user_chose_is_kept_during_imports(monkeypatch):
+    from workbench.data import allocator
+
+    monkeypatch.setenv(allocator.POOL_VARIABLE, "mimalloc")
+    before = pa.default_memory_pool().backend_name
+    with allocator.system_allocator():
+        assert pa.default_memory_pool().backend_name == before

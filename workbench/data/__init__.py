@@ -4,10 +4,9 @@ DuckDB reads every file, except that a plain CSV/TSV file in a simple dialect is
 faster CSV reader (see workbench.data.delimited). The modules, in the order an import uses them:
 sources (what a source is, and opening it), readers and delimited (each kind of source), normalise
 (ids and times), encode (ids to codes, rows sorted), snapshots (the files, and reading them back),
-importing (the two pipelines). Arrow allocates through the system allocator here (see allocator).
+importing (the two pipelines). Imports allocate Arrow memory through the system allocator (allocator).
 """
 
-from .allocator import use_system_allocator
 from .importing import build_interaction_snapshot, build_metadata_snapshot
 from .sandbox import DATA_DIRS_VARIABLE, SqlSandbox
 from .snapshots import (
@@ -27,4 +26,3 @@ __all__ = [
     "read_interactions", "read_metadata", "snapshot_info", "WEIGHTINGS",
 ]
 
-use_system_allocator()

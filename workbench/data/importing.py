@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from workbench.errors import ValidationError, check_choice
 
 from . import encode
+from .allocator import system_allocator
 from .engine import Session
 from .normalise import canonical, epoch_us, normalise_ids, normalise_weights
 from .sandbox import SqlSandbox
@@ -18,6 +19,7 @@ from .snapshots import InteractionSnapshot, MetadataSnapshot, write_interactions
 from .sources import open_source
 
 
+@system_allocator()
 def build_interaction_snapshot(
     source,
     dest_root,
@@ -121,6 +123,7 @@ def _drop_missing(columns: dict, wanted: dict, src: str, null_ids: str) -> tuple
     return columns, n_missing
 
 
+@system_allocator()
 def build_metadata_snapshot(source, dest_root, *, item_column: str, delimiter: str | None = None,
                             sandbox: SqlSandbox | None = None) -> MetadataSnapshot:
     """Snapshot an item-metadata table (one row per item) to <dest_root>/<fingerprint>.parquet.
