@@ -38,8 +38,10 @@ train need import, topn needs train) and keeps the other steps' figures from the
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -247,9 +249,6 @@ def pipeline_steps(steps: str) -> list[str]:
 
 def run_pipeline(args: argparse.Namespace) -> dict:
     """The pipeline at each size, every step in a fresh process (in this one with --smoke)."""
-    import datetime as dt
-    import os
-
     args.work.mkdir(parents=True, exist_ok=True)
     steps = pipeline_steps(args.steps)
     this_run = {"steps": [s for s in steps if s != "floor"], "load_before": os.getloadavg()[0]}
@@ -297,11 +296,10 @@ def merge_pipeline(rows: list[dict], runs: list[dict], earlier: dict) -> tuple[l
     merged = []
     for row in rows:
         old = before[row["rows"]]
-        kept = {k: v for k, v in old.items() if k.split("_")[0] in PIPELINE and k.split("_")[0] not in measured
-                and not k.startswith("floor")}
+        kept = {k: v for k, v in old.items() if k.split("_")[0] in PIPELINE[1:] and k.split("_")[0] not in measured}
         merged.append({**kept, **row})
     kept_runs = []
-    for run in earlier.get("runs") or [{"steps": list(PIPELINE[1:]), "date": "an earlier run"}]:
+    for run in earlier.get("runs", []):
         steps = [s for s in run["steps"] if s not in measured]
         if steps:
             kept_runs.append({**run, "steps": steps})

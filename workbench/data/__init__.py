@@ -25,4 +25,3 @@ __all__ = [
     "build_interaction_snapshot", "build_metadata_snapshot", "interaction_matrix", "is_sql_query",
     "read_interactions", "read_metadata", "snapshot_info", "WEIGHTINGS",
 ]
-
