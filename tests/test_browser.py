@@ -235,6 +235,9 @@ def test_data_create_a_project_upload_a_file_and_the_path_box_keeps_the_key(page
 def test_tuning_in_the_browser_follows_its_log_and_ends_with_a_link_to_the_model(page, server, home):
     open_dashboard(page, server, "tuning")
     page.get_by_role("button", name="None", exact=True).click()
+    # TopPop and RP3beta start checked (the default set): until the kernel has answered "None",
+    # check() would find them checked, do nothing, and the kernel's answer would then clear them
+    page.get_by_text("0 of 15 chosen").wait_for()
     for name in ("TopPop", "RP3beta"):
         page.get_by_role("checkbox", name=name, exact=True).check()
     page.get_by_text("2 of 15 chosen").wait_for()
