@@ -226,6 +226,15 @@ def _read_ids(path: Path) -> np.ndarray:
     return pq.read_table(path).column(0).to_numpy()
 
 
+def _repeated_pairs(u: np.ndarray, i: np.ndarray) -> np.ndarray | None:
+    """For rows sorted by (user, item): True where a row repeats the previous row's pair; None if
+    no row does (the rows are then the matrix's cells as they are)."""
+    repeated = np.zeros(len(u), dtype=bool)
+    np.equal(i[1:], i[:-1], out=repeated[1:])
+    repeated[1:] &= u[1:] == u[:-1]
+    return repeated if repeated.any() else None
+
+
 def _us_to_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
@@ -254,23 +263,21 @@ def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr
     items = _read_ids(path / ITEMS_FILE)
     u = table.column(0).to_numpy()
     i = table.column(1).to_numpy()
-    first = np.empty(len(u), dtype=bool)  # first row of each (user, item) pair; rows are sorted
-    first[:1] = True
-    np.not_equal(i[1:], i[:-1], out=first[1:])
-    first[1:] |= u[1:] != u[:-1]
-    starts = None if first.all() else np.flatnonzero(first)
+    repeated = _repeated_pairs(u, i)
+    first = None if repeated is None else ~repeated  # first row of each (user, item) pair
+    del repeated
     if weighting == "raw":
         w = table.column(2).to_numpy()
-        values = w.copy() if starts is None else np.add.reduceat(w, starts)  # Arrow's buffers are read-only
-    elif weighting == "count" and starts is not None:
-        values = np.diff(np.append(starts, len(u))).astype(np.float64)
+        values = w.copy() if first is None else np.add.reduceat(w, np.flatnonzero(first))  # Arrow's buffers are read-only
+    elif weighting == "count" and first is not None:
+        values = np.diff(np.append(np.flatnonzero(first), len(u))).astype(np.float64)
     else:
-        values = np.ones(len(u) if starts is None else len(starts))
-    if starts is not None:
-        u, i = u[starts], i[starts]
-    index = np.int32 if len(i) < 2**31 else np.int64
-    indices = i.astype(index, copy=not i.flags.writeable)  # scipy may sort or deduplicate in place
-    indptr = np.searchsorted(u, np.arange(len(users) + 1, dtype=u.dtype)).astype(index)
+        values = np.ones(len(u) if first is None else int(np.count_nonzero(first)))
+    index = np.int32 if len(values) < 2**31 else np.int64
+    # scipy may sort or deduplicate indices in place: they must not be Arrow's read-only buffer
+    indices = i.astype(index, copy=not i.flags.writeable) if first is None else i[first].astype(index, copy=False)
+    indptr = np.searchsorted(u if first is None else u[first], np.arange(len(users) + 1, dtype=u.dtype)).astype(index)
+    del first
     matrix = sp.csr_matrix((values, indices, indptr), shape=(len(users), len(items)), copy=False)
     matrix.has_sorted_indices = True
     del table, u, i
