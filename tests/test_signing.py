@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import stat
@@ -522,6 +523,46 @@ def test_write_with_check_allowlist_refuses_unreadable_objects(ring, tmp_path):
     with pytest.raises(ForbiddenPickleError):
         read_model_file(tmp_path / "m", ring)
     assert not marker.exists()
+
+
+def _globals_the_unpickler_resolves(payload: bytes) -> set:
+    seen = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, name):
+            seen.add((module, name))
+            return super().find_class(module, name)
+
+    Recording(io.BytesIO(payload)).load()
+    return seen
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])  # 0: text opcodes (GLOBAL, PUT, GET)
+@pytest.mark.parametrize("name", sorted(RECOMMENDERS))
+def test_the_globals_a_model_needs_are_read_from_its_opcodes(name, protocol, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # irspack's C++ trainers pickle from protocol 2 on
+        rec = getattr(irspack, f"{name}Recommender")(X, **RECOMMENDERS[name]).learn() if protocol else X
+    ids = np.array([f"user-{i}" * (1 + i % 90) for i in range(X.shape[0])], dtype=object)  # short and long strings
+    payload = pickle.dumps({"recommender": rec, "user_ids": ids, "item_ids": np.arange(X.shape[1]),
+                            "paths": [Path("a"), Path("b")], "ids_again": ids}, protocol=protocol)
+    found = unpickling._pickle_globals(payload)
+    assert found is not None
+    assert set(found) == _globals_the_unpickler_resolves(payload)
+    assert ("pathlib", "PosixPath") in _globals_the_unpickler_resolves(payload)
+
+
+def test_globals_named_by_long_strings_and_unreadable_opcodes():
+    module, name = "m" * 300, "n" * 70_000  # BINUNICODE (4-byte length) operands of STACK_GLOBAL
+    crafted = (b"\x80\x04" + b"X" + len(module).to_bytes(4, "little") + module.encode() + b"\x94"
+               + b"X" + len(name).to_bytes(4, "little") + name.encode() + b"\x94\x93.")
+    assert list(unpickling._pickle_globals(crafted)) == [(module, name)]
+    assert unpickling._pickle_globals(b"\x80\x05\xff.") is None  # not an opcode
+    assert unpickling._pickle_globals(b"\x80\x05\x8c\x01x\x8c") is None  # ends inside a string
+    assert unpickling._pickle_globals(b"\x80\x05N\x8c\x01x\x93.") is None  # a global named by None
+    with pytest.raises(ModelFileError):  # what cannot be read is unpickled (restricted) instead: refused
+        unpickling.check_payload_globals(b"\x80\x05\xff.")
 
 
 def test_restricted_loads_garbage_and_persistent_ids():
