@@ -688,9 +688,9 @@ def test_lastfm_play_counts_and_movielens_ratings_as_weights(tmp_path):
 
 
 def test_imports_allocate_through_the_system_allocator_and_leave_the_default_pool_as_it_was(tmp_path, monkeypatch):
-    from workbench.data import allocator
+    from workbench import memory
 
-    monkeypatch.delenv(allocator.POOL_VARIABLE, raising=False)
+    monkeypatch.delenv(memory.POOL_VARIABLE, raising=False)
     before = pa.default_memory_pool().backend_name
     seen = []
     real_enter = engine.Session.__enter__
@@ -705,15 +705,15 @@ def test_imports_allocate_through_the_system_allocator_and_leave_the_default_poo
     data.build_interaction_snapshot(csv, tmp_path / "snap", user_column="user", item_column="item")
     assert seen == ["system"]
     assert pa.default_memory_pool().backend_name == before
-    with allocator.system_allocator(), allocator.system_allocator():  # nested (or concurrent) imports
+    with memory.system_allocator(), memory.system_allocator():  # nested (or concurrent) imports
         assert pa.default_memory_pool().backend_name == "system"
     assert pa.default_memory_pool().backend_name == before
 
 
 def test_a_pool_the_user_chose_is_kept_during_imports(monkeypatch):
-    from workbench.data import allocator
+    from workbench import memory
 
-    monkeypatch.setenv(allocator.POOL_VARIABLE, "mimalloc")
+    monkeypatch.setenv(memory.POOL_VARIABLE, "mimalloc")
     before = pa.default_memory_pool().backend_name
-    with allocator.system_allocator():
+    with memory.system_allocator():
         assert pa.default_memory_pool().backend_name == before

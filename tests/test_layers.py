@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 
 # Lowest first. A module may import its own layer and the layers below, never one above.
 LAYERS = [
-    ("foundation", {"errors", "version", "dashboards", "polling", "queries", "threads", "unpickling"}),
+    ("foundation", {"errors", "version", "dashboards", "polling", "queries", "threads", "unpickling", "memory"}),
     ("storage", {"store", "layout", "signing", "legacy_catalog", "jobs", "records"}),
     ("data", {"data", "recovery"}),
     ("algorithms and evaluation", {"algorithms", "evaluation", "explanations", "splits", "topn"}),

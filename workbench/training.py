@@ -13,6 +13,7 @@ from . import algorithms, data, jobs
 from .errors import ValidationError
 from .evaluation import SplitConfig
 from .evaluation import evaluate as score_on_split
+from .memory import without_numpy_hugepages
 from .records import TrainedModel
 from .signing import write_model_file
 from .splits import split_for
@@ -104,6 +105,7 @@ def held_out_scores(ws: WorkspaceBase, dataset: Any, algorithm: algorithms.Algor
     return scores
 
 
+@without_numpy_hugepages()
 def train_model(ws: WorkspaceBase, model_id: int, reporter: jobs.Reporter, evaluate: bool = False) -> dict:
     """Train the model record's configuration on its data and write the signed file (after scoring
     it on a held-out split when `evaluate`)."""

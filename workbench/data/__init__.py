@@ -4,7 +4,7 @@ DuckDB reads every file, except that a plain CSV/TSV file in a simple dialect is
 faster CSV reader (see workbench.data.delimited). The modules, in the order an import uses them:
 sources (what a source is, and opening it), readers and delimited (each kind of source), normalise
 (ids and times), encode (ids to codes, rows sorted), snapshots (the files, and reading them back),
-importing (the two pipelines). Imports allocate Arrow memory through the system allocator (allocator).
+importing (the two pipelines). Imports allocate Arrow memory through the system allocator (workbench.memory).
 """
 
 from .importing import build_interaction_snapshot, build_metadata_snapshot

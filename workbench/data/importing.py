@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.errors import ValidationError, check_choice
+from workbench.memory import system_allocator
 
 from . import encode
-from .allocator import system_allocator
 from .engine import Session
 from .normalise import canonical, epoch_us, normalise_ids, normalise_weights
 from .sandbox import SqlSandbox

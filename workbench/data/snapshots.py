@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from workbench.errors import NotFoundError, ValidationError, check_choice
+from workbench.memory import without_numpy_hugepages
 
 INFO_FILE = "snapshot.json"
 ROWS_FILE, USERS_FILE, ITEMS_FILE = "interactions.parquet", "users.parquet", "items.parquet"
@@ -242,6 +243,7 @@ def _us_to_datetime(us: int) -> datetime:
 # Reading back
 
 
+@without_numpy_hugepages()
 def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """The user x item CSR matrix (float64, as irspack uses), the user ids and the item ids.
 
