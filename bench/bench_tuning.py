@@ -212,6 +212,30 @@ def run_child(system: str, step: str, work: Path, trials: int, model=None) -> di
     return {**measured, **found.get("RESULT", {}), **({"loader": found["LOADER"]} if "LOADER" in found else {})}
 
 
+FLOOR_IMPORTS = {"irspack": "import irspack", "workbench": "import workbench.workspace"}
+
+
+def measure_floors(systems: list[str], repeat: int = 3) -> dict:
+    """What a process pays before it reads any data: medians of `repeat` fresh processes importing
+    irspack (every system trains with it), in each system's Python, and the workbench's own imports.
+    {system: {what: {"wall_s", "peak_mb"}}}."""
+    floors = {}
+    for system in systems:
+        python = str(RECOTEM_PYTHON) if system == "recotem" else sys.executable
+        env = None if system == "recotem" else dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+        wanted = ["irspack", "workbench"] if system == "workbench" else ["irspack"]
+        floors[system] = {}
+        for what in wanted:
+            code = f"import sys; sys.path.insert(0, {str(HERE)!r}); {FLOOR_IMPORTS[what]}; import protocol; protocol.report_peak()"
+            runs = [protocol.measure([python, "-c", code], env=env) for _ in range(repeat)]
+            failed = [r for r in runs if r["returncode"] != 0]
+            if failed:
+                raise SystemExit(f"{system}: {FLOOR_IMPORTS[what]} failed:\n{failed[0]['stderr'][-2000:]}")
+            floors[system][what] = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "peak_mb")}
+    return floors
+
+
 def run_system(system: str, dataset_dir: Path, trials: int, rest, test) -> dict:
     """One run of one system on one dataset: fit (timed), recommend from its model file, score."""
     import pandas as pd
@@ -295,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"skipping Recotem: {RECOTEM_PYTHON} is absent (see the docstring)", flush=True)
         systems.remove("recotem")
 
+    floors = measure_floors(systems)
+    print(f"floors: {json.dumps(floors)}", flush=True)
     runs, splits = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-tuning-", dir=args.work) as tmp:
         for dataset in names:
@@ -315,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = summarize(runs)
     print(f"\nmedians of {args.repeat} round(s), {args.trials} trials")
     print_table(rows)
-    results = {"repeat": args.repeat, "trials": args.trials, "splits": splits, "rows": rows, "runs": runs,
+    results = {"repeat": args.repeat, "trials": args.trials, "splits": splits, "rows": rows, "runs": runs, "floors": floors,
                "protocol": {"test_ratio": protocol.TEST_RATIO, "test_min_interactions": protocol.TEST_MIN_INTERACTIONS,
                             "test_seed": protocol.TEST_SEED, "validation": VALIDATION, "algorithms": ALGORITHMS,
                             "cutoff": CUTOFF}}
