@@ -560,6 +560,8 @@ def test_globals_named_by_long_strings_and_unreadable_opcodes():
     assert list(unpickling._pickle_globals(crafted)) == [(module, name)]
     assert unpickling._pickle_globals(b"\x80\x05\xff.") is None  # not an opcode
     assert unpickling._pickle_globals(b"\x80\x05\x8c\x01x\x8c") is None  # ends inside a string
+    assert unpickling._pickle_globals(b"\x80\x05\x8c\x05ab") is None  # a string longer than what is left
+    assert unpickling._pickle_globals(crafted[:-1]) is None  # no STOP
     assert unpickling._pickle_globals(b"\x80\x05N\x8c\x01x\x93.") is None  # a global named by None
     with pytest.raises(ModelFileError):  # what cannot be read is unpickled (restricted) instead: refused
         unpickling.check_payload_globals(b"\x80\x05\xff.")
