@@ -22,6 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDGET_ERROR = "Error displaying widget"
+LOADED_MACHINE_MS = 180_000  # the longest a page may take to show what a test waits for
 
 pytestmark = [
     pytest.mark.browser,
@@ -64,14 +65,16 @@ def browser_context_args(browser_context_args):
 
 @pytest.fixture
 def context(context):
-    """Waits without an explicit timeout allow 90 s (Playwright's 30 s is short for a loaded machine)."""
-    context.set_default_timeout(90_000)
+    """Waits without an explicit timeout allow 180 s: Playwright's 30 s is short for a loaded machine (a
+    full CI run beside a 100M-row benchmark once took more than 60 s to render a dashboard). These tests
+    assert what a page shows, not how fast: speed is measured in bench/."""
+    context.set_default_timeout(LOADED_MACHINE_MS)
     return context
 
 
-def open_dashboard(page, server, name: str, timeout: float = 60_000):
+def open_dashboard(page, server, name: str):
     page.goto(server.page(name))
-    page.locator(".wb-title").first.wait_for(timeout=timeout)
+    page.locator(".wb-title").first.wait_for()
     page.wait_for_load_state("networkidle")
     return page
 
@@ -130,7 +133,7 @@ def chosen(page, label: str) -> str:
     return select.evaluate("s => s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : ''").replace("\xa0", " ")
 
 
-def wait_chosen(page, label: str, wanted: str, timeout: float = 60_000) -> None:
+def wait_chosen(page, label: str, wanted: str, timeout: float = LOADED_MACHINE_MS) -> None:
     """Until the dropdown `label` shows an option starting with `wanted`."""
     deadline = time.monotonic() + timeout / 1000
     while not chosen(page, label).startswith(wanted):
@@ -141,7 +144,7 @@ def wait_chosen(page, label: str, wanted: str, timeout: float = 60_000) -> None:
 def assert_insight_shown(page, insight) -> None:
     """The Tuning page shows what a job's insight says: each algorithm's best score and trials, and per
     algorithm either its parameter importance chart or, in words, why it has none."""
-    page.get_by_text(f"Tuning job #{insight.tuning_job_id}: best {insight.metric} of each algorithm").wait_for(timeout=120_000)
+    page.get_by_text(f"Tuning job #{insight.tuning_job_id}: best {insight.metric} of each algorithm").wait_for()
     summary = page.locator(".widget-html", has_text=f"Tuning job #{insight.tuning_job_id}: best").first.inner_text()
     for algorithm, n_trials in zip(insight.by_algorithm["algorithm"], insight.by_algorithm["n_trials"]):
         assert re.search(rf"{algorithm}\s+{n_trials}\s", summary), (algorithm, summary)
@@ -192,7 +195,7 @@ def test_home_links_open_each_dashboard_on_that_rows_project(page, server):
     assert "shop clicks" in chosen(page, "Training data")
     page.locator(".wb-nav").get_by_role("link", name="Models").click()  # the navigation carries the project on
     page.locator(".wb-title", has_text="Models").wait_for()
-    page.get_by_text("No model in this project yet").wait_for(timeout=60_000)
+    page.get_by_text("No model in this project yet").wait_for()
     assert "project=shop" in page.url and chosen(page, "Project") == "shop"
     assert_no_widget_error(page)
 
@@ -205,16 +208,16 @@ def test_data_create_a_project_upload_a_file_and_the_path_box_keeps_the_key(page
     assert new_project["y"] < page.get_by_text("Import training data").first.bounding_box()["y"]  # at the top
     page.get_by_placeholder("movies").fill("uploaded")
     page.get_by_role("button", name="Create project").click()
-    page.get_by_text("Created project 'uploaded'").wait_for(timeout=60_000)
+    page.get_by_text("Created project 'uploaded'").wait_for()
     assert below(page, "Created project 'uploaded'", "Create project") and chosen(page, "Project") == "uploaded"
     csv = tmp_path / "my clicks.csv"
     clustered_interactions(n_users=30, n_items=20, per_user=4).to_csv(csv, index=False)
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name=re.compile("Choose file")).first.click()
     chooser.value.set_files(str(csv))
-    page.get_by_text("my clicks.csv").first.wait_for(timeout=30_000)  # the chosen file's name, shown
+    page.get_by_text("my clicks.csv").first.wait_for()  # the chosen file's name, shown
     page.get_by_role("button", name=re.compile(r"^\W*Import$")).click()
-    page.get_by_text("Imported training data").wait_for(timeout=60_000)
+    page.get_by_text("Imported training data").wait_for()
     assert below(page, "Imported training data", re.compile(r"^\W*Import$"))
     assert (home / "imports" / "uploads" / "my_clicks.csv").exists()
     assert wb.open(home).training_data_sets("uploaded")["n_users"].tolist() == [30]
@@ -223,12 +226,12 @@ def test_data_create_a_project_upload_a_file_and_the_path_box_keeps_the_key(page
     page.get_by_role("tab", name="Path").click()
     page.get_by_placeholder("imports/ratings.csv").fill("data/signing.key")
     page.get_by_role("button", name="Preview").click()
-    page.get_by_text("is not in a folder for data").wait_for(timeout=30_000)
+    page.get_by_text("is not in a folder for data").wait_for()
     assert below(page, "is not in a folder for data", "Preview")
     body = page.inner_text("body")
     assert key.hex()[:16] not in body and key[:16].decode("latin-1") not in body
     page.get_by_role("button", name="Create project").click()  # the next action clears the outcome
-    page.get_by_text("is not in a folder for data").wait_for(state="detached", timeout=30_000)
+    page.get_by_text("is not in a folder for data").wait_for(state="detached")
     assert_no_widget_error(page)
 
 
@@ -245,7 +248,7 @@ def test_tuning_in_the_browser_follows_its_log_and_ends_with_a_link_to_the_model
     trials.fill("12")
     trials.press("Tab")
     page.get_by_role("button", name="Start tuning").click()
-    page.get_by_text("Produced").wait_for(timeout=180_000)
+    page.get_by_text("Produced").wait_for()
     log = page.locator(".wb-log-box").first
     assert "Trial 12: " in log.inner_text() and "Held-out split" in log.inner_text()
     overflows, last_line_in_view = log.evaluate(LAST_LINE_IN_VIEW)
@@ -277,7 +280,7 @@ def test_training_end_to_end_then_the_model_is_ticked_compared_charted_and_downl
     page.get_by_text("n_components", exact=True).first.wait_for()
     assert page.get_by_label(re.compile("Score it on a held-out split")).is_checked()
     page.get_by_role("button", name="Start Training").click()
-    page.get_by_text("is trained").wait_for(timeout=120_000)
+    page.get_by_text("is trained").wait_for()
     assert_no_widget_error(page)
     new = set(ws.models("demo")["id"]) - before
     assert len(new) == 1
@@ -287,16 +290,16 @@ def test_training_end_to_end_then_the_model_is_ticked_compared_charted_and_downl
 
     open_dashboard(page, server, "models")  # a kernel preheated before the training: it reloads on request
     row = page.locator(".wb-row").filter(has=page.locator("td", has_text=re.compile(rf"^{model_id}$")))
-    row.wait_for(timeout=30_000)
+    row.wait_for()
     other = ws.model(min(before))
     for ticked in (model_id, other.id):
         page.locator(".wb-row").filter(has=page.locator("td", has_text=re.compile(rf"^{ticked}$"))) \
             .locator("input[type=checkbox]").check()
     page.get_by_text("2 selected").wait_for()
     page.get_by_role("button", name="Compare").click()
-    page.get_by_text("Compared 2 models").wait_for(timeout=120_000)
+    page.get_by_text("Compared 2 models").wait_for()
     assert below(page, "Compared 2 models", "Compare")
-    page.locator(".bqplot rect.bar").first.wait_for(state="attached", timeout=30_000)
+    page.locator(".bqplot rect.bar").first.wait_for(state="attached")
     assert page.locator(".bqplot").count() >= 6 + 4  # one chart per metric, and one per user segment
     assert page.locator("td.wb-best").count() >= 6  # the best highlighted in the tables
     from workbench.evaluation.beyond import METRIC_DEFINITIONS
@@ -326,11 +329,11 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     recommender = ws.load_model(ws.project("demo").active_model_id)
     user = str(recommender.user_ids[7])
     page.goto(server.with_token(f"http://127.0.0.1:{server.port}/voila/render/recommendations.ipynb?project=demo"))
-    page.locator(".wb-title").first.wait_for(timeout=60_000)
-    page.get_by_text("model loaded").wait_for(timeout=60_000)
+    page.locator(".wb-title").first.wait_for()
+    page.get_by_text("model loaded").wait_for()
     page.get_by_placeholder(re.compile(r"^e\.g\. ")).fill(user)
     page.locator("button").filter(has_text=re.compile(r"^\W*Recommend\W*$")).click()
-    page.get_by_text("Top 10 recommendations").wait_for(timeout=60_000)
+    page.get_by_text("Top 10 recommendations").wait_for()
     body = page.inner_text("body")
     titles = ws.item_metadata_frame(ws.latest_item_metadata("demo"))["title"].astype(str)
     expected = {str(r["item_id"]) for r in recommender.recommend(user, cutoff=10)}
@@ -353,11 +356,11 @@ def test_a_typed_user_gets_recommendations_with_titles(page, server, home, scree
     # until the list holds the search's matches only (the unfiltered list, shown first, holds the item too)
     page.wait_for_function("([select, text]) => select.options.length > 0 && [...select.options].every("
                            "o => o.text.replace(/\\u00a0/g, ' ').includes(text))",
-                           arg=[choices.element_handle(), titles.iloc[4]], timeout=60_000)
+                           arg=[choices.element_handle(), titles.iloc[4]])
     shown = [text.replace("\xa0", " ") for text in choices.locator("option").all_inner_texts()]
     choices.select_option(index=shown.index(label))
     page.get_by_role("button", name="Similar items").click()
-    page.get_by_text(re.compile(r"\d+ items most similar to ")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"\d+ items most similar to ")).wait_for()
     similar = ws.similar_items(recommender.model.id, item, cutoff=10, metadata=True)
     body = page.inner_text("body")
     assert f"most similar to {titles.iloc[4]}" in body and all(row["title"] in body for row in similar)
@@ -374,11 +377,11 @@ def test_a_model_that_cannot_explain_or_relate_items_says_why_on_the_page(page, 
     top_pop = int(models[models["algorithm"] == "TopPop"]["id"].iloc[0])
     page.goto(server.with_token(f"http://127.0.0.1:{server.port}/voila/render/recommendations.ipynb"
                                 f"?project=demo&model={top_pop}"))
-    page.locator(".wb-title").first.wait_for(timeout=60_000)
+    page.locator(".wb-title").first.wait_for()
     wait_chosen(page, "Model", f"#{top_pop} ")
-    page.get_by_text(ws.load_model(top_pop).cannot_find_similar).wait_for(timeout=60_000)  # said as the model loads
+    page.get_by_text(ws.load_model(top_pop).cannot_find_similar).wait_for()  # said as the model loads
     page.get_by_role("button", name="Random user").click()
-    page.get_by_text("Top 10 recommendations").wait_for(timeout=60_000)
+    page.get_by_text("Top 10 recommendations").wait_for()
     reason = "TopPop recommendations cannot be explained: " + wb.algorithms.get_algorithm("TopPop").unexplainable
     assert page.get_by_text(reason).count() == 1 and "because you watched" not in page.inner_text("body")
     assert_no_widget_error(page)
