@@ -185,12 +185,18 @@ def child(system: str, step: str, work: Path, trials: int, model: str | None) ->
     protocol.report_peak()
 
 
-def run_child(system: str, step: str, work: Path, trials: int, model=None) -> dict:
-    python = str(RECOTEM_PYTHON) if system == "recotem" else sys.executable
-    command = [python, __file__, "--child", system, step, str(work), "--trials", str(trials)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+def interpreter(system: str) -> tuple[str, dict]:
+    """The Python a system runs in and its environment: Recotem's venv without our PYTHONPATH, the
+    others this Python with the repository on it."""
     if system == "recotem":
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        return str(RECOTEM_PYTHON), {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return sys.executable, dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+
+
+def run_child(system: str, step: str, work: Path, trials: int, model=None) -> dict:
+    python, env = interpreter(system)
+    command = [python, __file__, "--child", system, step, str(work), "--trials", str(trials)]
+    if system == "recotem":
         env.update(RECOTEM_SIGNING_KEYS=(work.parent / "recotem.key").read_text(), RECOTEM_LOG_FORMAT="json",
                    RECOTEM_LOCK_DIR=str(work))
     if model is not None:
@@ -221,9 +227,7 @@ def measure_floors(systems: list[str], repeat: int = 3) -> dict:
     {system: {what: {"wall_s", "peak_mb"}}}."""
     floors = {}
     for system in systems:
-        python = str(RECOTEM_PYTHON) if system == "recotem" else sys.executable
-        env = None if system == "recotem" else dict(
-            os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+        python, env = interpreter(system)
         wanted = ["irspack", "workbench"] if system == "workbench" else ["irspack"]
         floors[system] = {}
         for what in wanted:

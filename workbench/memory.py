@@ -10,8 +10,8 @@ instead.
   rows 24.7 s and 5.0 GB instead of 28.4 s and 5.7 GB; `bench/bench_import.py`'s 10M rows with times
   2.0 s instead of 2.9 s. Only imports: training reads a snapshot no faster with it, and peaks
   higher (10M rows: 960 MB against 860 MB). ARROW_DEFAULT_MEMORY_POOL decides instead.
-- `without_numpy_hugepages()`: NumPy gives no huge-page advice while the workbench builds, tunes and
-  trains. NumPy advises Linux to back every array of 4 MiB or more with transparent huge pages
+- `without_numpy_hugepages()`: NumPy gives no huge-page advice while the workbench builds a training
+  matrix and trains. NumPy advises Linux to back every array of 4 MiB or more with transparent huge pages
   (madvise MADV_HUGEPAGE). Where the kernel's THP defrag setting is `madvise` or `defer+madvise` (a
   common default) and no free huge page is at hand, a page fault in such memory waits while the
   kernel compacts memory, and the advice stays on heap memory that later serves other allocations

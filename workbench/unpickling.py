@@ -132,20 +132,14 @@ def restricted_loads(data: bytes) -> Any:
         ) from None
 
 
-def _opcode_table() -> dict[int, tuple[str, int]]:
-    """Opcode byte -> (name, argument layout): a fixed size >= 0, or one of pickletools' variable
-    layouts (UP_TO_NEWLINE, TAKEN_FROM_ARGUMENT1/4/4U/8U)."""
-    return {op.code.encode("latin-1")[0]: (op.name, 0 if op.arg is None else op.arg.n) for op in pickletools.opcodes}
-
-
-_OPCODES = _opcode_table()
+# opcode byte -> (name, argument layout): a fixed size >= 0, or one of pickletools' variable layouts
+_OPCODES = {op.code.encode("latin-1")[0]: (op.name, 0 if op.arg is None else op.arg.n) for op in pickletools.opcodes}
 _LENGTH_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False), pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
                   pickletools.TAKEN_FROM_ARGUMENT4U: (4, False), pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
-_STRING_OPS = frozenset({"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"})
+_STRING_OPS = frozenset({"UNICODE", "BINUNICODE", "BINUNICODE8"})  # and SHORT_BINUNICODE, read apart
 _PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 _SHORT_BINUNICODE, _MEMOIZE = 0x8C, 0x94
-_NOTHING = object()  # what was pushed before the first push
 
 
 def _pickle_globals(data: bytes) -> Iterator[tuple[str, str]] | None:
@@ -157,7 +151,7 @@ def _pickle_globals(data: bytes) -> Iterator[tuple[str, str]] | None:
     is read in 0.4-0.8 s, where pickletools.genops took 4.7-6.9 s and copied every array.
     """
     memo: dict[int, Any] = {}  # MEMOIZE stores at the memo's length, as the unpickler does
-    prev = last = _NOTHING  # the last two values pushed: str, a string's place in `data`, or None
+    prev = last = None  # the last two values pushed: str, a string's place in `data`, or None
     found: list[tuple[str, str]] = []
     pos, end = 0, len(data)
     try:
@@ -188,14 +182,13 @@ def _pickle_globals(data: bytes) -> Iterator[tuple[str, str]] | None:
             if name in _STRING_OPS:
                 value = arg if isinstance(arg, tuple) else arg.decode("raw-unicode-escape")
             elif name == "MEMOIZE":
-                memo[len(memo)] = None if last is _NOTHING else last
+                memo[len(memo)] = last
                 continue
             elif name in _PUT_OPS:
-                key = int(arg) if name == "PUT" else int.from_bytes(arg, "little")
-                memo[key] = None if last is _NOTHING else last
+                memo[_memo_index(name, arg)] = last
                 continue
             elif name in _GET_OPS:
-                value = memo.get(int(arg) if name == "GET" else int.from_bytes(arg, "little"))
+                value = memo.get(_memo_index(name, arg))
             elif name in ("GLOBAL", "INST"):
                 module, _, qualname = arg.decode("utf-8").partition("\n")
                 found.append((module, qualname))
@@ -218,6 +211,11 @@ def _pickle_globals(data: bytes) -> Iterator[tuple[str, str]] | None:
     except (KeyError, IndexError, ValueError, UnicodeDecodeError):
         pass
     return None  # not the opcodes of a whole pickle: the caller unpickles it (restricted) instead
+
+
+def _memo_index(name: str, arg: bytes) -> int:
+    """The memo index of a PUT/GET (a decimal line) or of their binary forms (little-endian)."""
+    return int(arg) if name in ("PUT", "GET") else int.from_bytes(arg, "little")
 
 
 def _text(data: bytes, value: Any) -> Any:

@@ -227,13 +227,13 @@ def _read_ids(path: Path) -> np.ndarray:
     return pq.read_table(path).column(0).to_numpy()
 
 
-def _repeated_pairs(u: np.ndarray, i: np.ndarray) -> np.ndarray | None:
-    """For rows sorted by (user, item): True where a row repeats the previous row's pair; None if
-    no row does (the rows are then the matrix's cells as they are)."""
-    repeated = np.zeros(len(u), dtype=bool)
-    np.equal(i[1:], i[:-1], out=repeated[1:])
-    repeated[1:] &= u[1:] == u[:-1]
-    return repeated if repeated.any() else None
+def _pair_starts(u: np.ndarray, i: np.ndarray) -> np.ndarray | None:
+    """For rows sorted by (user, item): True on the first row of each pair; None if every row is
+    (no pair repeats: the rows are the matrix's cells as they are)."""
+    first = np.ones(len(u), dtype=bool)
+    np.not_equal(i[1:], i[:-1], out=first[1:])
+    first[1:] |= u[1:] != u[:-1]
+    return None if first.all() else first
 
 
 def _us_to_datetime(us: int) -> datetime:
@@ -265,9 +265,7 @@ def interaction_matrix(snapshot_path, weighting: str = "binary") -> tuple[sp.csr
     items = _read_ids(path / ITEMS_FILE)
     u = table.column(0).to_numpy()
     i = table.column(1).to_numpy()
-    repeated = _repeated_pairs(u, i)
-    first = None if repeated is None else ~repeated  # first row of each (user, item) pair
-    del repeated
+    first = _pair_starts(u, i)
     if weighting == "raw":
         w = table.column(2).to_numpy()
         values = w.copy() if first is None else np.add.reduceat(w, np.flatnonzero(first))  # Arrow's buffers are read-only
