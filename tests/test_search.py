@@ -260,6 +260,39 @@ def test_trials_on_a_large_catalogue_are_scored_on_a_fixed_sample_of_validation_
     from workbench.search.trial import scored_users
 
     assert scored_users(SimpleNamespace(n_val_users=800, n_items=1_682)) == (800, 800)
-    assert scored_users(SimpleNamespace(n_val_users=10_000, n_items=20_000)) == (10_000, S.EPOCH_EVAL_MAX_USERS)
+    assert scored_users(SimpleNamespace(n_val_users=10_000, n_items=5_000)) == (10_000, S.EPOCH_EVAL_MAX_USERS)
+    assert scored_users(SimpleNamespace(n_val_users=10_000, n_items=20_000)) == (2_500, S.EPOCH_EVAL_MAX_USERS)
     trial, epoch = scored_users(SimpleNamespace(n_val_users=10_000, n_items=200_000))
-    assert trial == epoch == S.EPOCH_EVAL_MAX_USERS and trial * 200_000 <= S.TRIAL_EVAL_MAX_CELLS
+    assert trial == epoch == S.EPOCH_EVAL_MAX_USERS  # the floor, whatever the catalogue
+
+
+def _bandit_study(seconds: dict[str, float]) -> optuna.Study:
+    """A study in which every algorithm has one finished trial of the same score, taking ``seconds``."""
+    study = optuna.create_study(direction="maximize")
+    names = list(seconds)
+    for name, took in seconds.items():
+        study.add_trial(optuna.trial.create_trial(
+            params={"algorithm": name}, distributions={"algorithm": optuna.distributions.CategoricalDistribution(names)},
+            value=0.3, user_attrs={"algorithm": name, "seconds": took}))
+    return study
+
+
+def test_the_bandit_gives_an_algorithm_whose_trials_cost_far_more_a_smaller_share():
+    from workbench.search.bandit import COST_SLACK, choose_algorithm, cost_factors
+
+    # within COST_SLACK of the typical algorithm: no penalty; at 8x the typical cost, half the share
+    assert cost_factors({"a": [1.0], "b": [1.0, 3.0], "c": [1.5]}) == {}.fromkeys("abc", 1.0)
+    assert cost_factors({"a": [1.0], "b": [1.0], "c": [8.0]})["c"] == pytest.approx((COST_SLACK / 8) ** 0.5)
+    assert cost_factors({"a": [5.0]}) == {}  # nothing to compare with
+
+    portfolio = [A.get_algorithm(n) for n in ("IALS", "RP3beta", "DenseSLIM")]
+
+    def shares(seconds):
+        study = _bandit_study(seconds)
+        picks = [choose_algorithm(study, portfolio, seed=0, n=n) for n in range(600)]
+        return {name: picks.count(name) / len(picks) for name in seconds}
+
+    same = shares({"IALS": 2.0, "RP3beta": 2.0, "DenseSLIM": 2.0})
+    costly = shares({"IALS": 2.0, "RP3beta": 2.0, "DenseSLIM": 32.0})  # 16x: a third of its weight
+    assert costly["DenseSLIM"] < 0.6 * same["DenseSLIM"]
+    assert costly["IALS"] > same["IALS"] and costly["RP3beta"] > same["RP3beta"]

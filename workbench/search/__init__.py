@@ -8,8 +8,11 @@ Strategy ``"bandit"`` (default):
 1. every portfolio algorithm's sensible defaults are enqueued first, plus a few measured
    known-good seeds (``EXTRA_SEEDS``), so the search starts from good points;
 2. then each trial's algorithm is chosen by a seeded bandit (:func:`.bandit.choose_algorithm`): an
-   algorithm's share falls e-fold per 10 % relative gap to the best score so far and with
-   1/sqrt(1 + its trials per tuned dimension); parameter-less TopPop runs once;
+   algorithm's share falls e-fold per 10 % relative gap to the best score so far, with
+   1/sqrt(1 + its trials per tuned dimension), and with the square root of how much longer than
+   twice the typical algorithm's its trials take (Last.fm-2k: DenseSLIM's 8 s trials against
+   about 1 s; 3 of 40 trials instead of 6, the search 73 s instead of 99 s, the same final model);
+   parameter-less TopPop runs once;
 3. the chosen algorithm's parameters are, half of the time, a Gaussian perturbation of its best
    configuration (local refinement, shrinking steps) and otherwise sampled by a seeded
    multivariate, grouped TPE sampler (which models each algorithm's parameters separately).
