@@ -11,7 +11,8 @@ Strategy ``"bandit"`` (default):
    algorithm's share falls e-fold per 10 % relative gap to the best score so far, with
    1/sqrt(1 + its trials per tuned dimension), and with the square root of how much longer than
    twice the typical algorithm's its trials take (Last.fm-2k: DenseSLIM's 8 s trials against
-   about 1 s; 3 of 40 trials instead of 6, the search 73 s instead of 99 s, the same final model);
+   about 1 s; 3 of 40 trials instead of 6, tuning and final training 72 s instead of 99 s, the
+   same final model);
    parameter-less TopPop runs once;
 3. the chosen algorithm's parameters are, half of the time, a Gaussian perturbation of its best
    configuration (local refinement, shrinking steps) and otherwise sampled by a seeded

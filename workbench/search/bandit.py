@@ -48,7 +48,7 @@ def choose_algorithm(study: optuna.Study, portfolio: list[Algorithm], seed: int 
         gap = (top - best[a.name]) / scale if a.name in best else 1.0
         dims = max(1, len(a.space_ranges()))
         weights.append(math.exp(-gap / BANDIT_TAU) / math.sqrt(1.0 + count.get(a.name, 0) / dims))
-    costs = cost_factors({a: seconds[a] for a in (t.name for t in tunable) if a in seconds})
+    costs = cost_factors({a.name: seconds[a.name] for a in tunable if a.name in seconds})
     w = np.asarray(weights, dtype=float) * np.asarray([costs.get(a.name, 1.0) for a in tunable])
     rng = np.random.RandomState(((0 if seed is None else int(seed)) * 1_000_003 + n) % (2**32))
     return tunable[int(rng.choice(len(tunable), p=w / w.sum()))].name
